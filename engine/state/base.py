@@ -40,6 +40,7 @@ class LockInfo:
     pid: int
     operation: str
     since: datetime
+    note: str = ""  # set when the lock was taken over from a dead holder (says whose)
 
 
 @dataclass(frozen=True, slots=True)
