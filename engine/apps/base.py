@@ -14,6 +14,7 @@ after the client's own bounded retries); per-record failures of a batch come bac
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -44,7 +45,8 @@ class WriteResult:
     field: str | None = None  # the offending field's api name, when the app names one
     transient: bool = False  # worth retrying as is (429/5xx for this record)
     modified: datetime | None = None
-    details: Mapping[str, Any] = field(default_factory=dict)
+    # dataclasses.field: the attribute ``field`` above shadows the name inside this class body
+    details: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
