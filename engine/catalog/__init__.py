@@ -17,6 +17,7 @@ Catalog file shape::
           "auto_fields": false,                 # activities/notes: fields mapped automatically, no field list
           "requires_departments": false,        # Desk products
           "associates": ["Tickets", ...],       # seed 001: what blocks delete-if-no-associates
+          "parent_field": null,                 # child modules: the field naming the parent (Who_Id, Parent_Id)
           "fields": [
             {"api_name": "Last_Name", "label": "Last Name", "type": "text", "length": 80,
              "mandatory": true, "read_only": false, "unique": false, "encrypted": false,
@@ -86,13 +87,14 @@ class ModuleCatalog:
     label: str
     fields: tuple[Field, ...]
     id_field: str = "id"
-    modified_field: str = "Modified_Time"
-    created_field: str = "Created_Time"
+    modified_field: str | None = "Modified_Time"   # None: the app keeps no such timestamp (Bookings)
+    created_field: str | None = "Created_Time"
     parent: str | None = None
     child: bool = False
     auto_fields: bool = False
     requires_departments: bool = False
     associates: tuple[str, ...] = ()
+    parent_field: str | None = None                 # the field of a child naming its parent (Who_Id, Parent_Id)
     _by_name: dict[str, Field] = field(default_factory=dict, compare=False, repr=False)
 
     def field(self, api_name: str) -> Field | None:
@@ -136,7 +138,7 @@ def catalog_from_dict(data: dict[str, Any]) -> AppCatalog:
             created_field=m.get("created_field", "Created_Time"), parent=m.get("parent"),
             child=bool(m.get("child")), auto_fields=bool(m.get("auto_fields")),
             requires_departments=bool(m.get("requires_departments")),
-            associates=tuple(m.get("associates") or ()),
+            associates=tuple(m.get("associates") or ()), parent_field=m.get("parent_field"),
         )
     return AppCatalog(app=data["app"], label=data.get("label", data["app"]), modules=modules)
 
@@ -172,4 +174,14 @@ def default_pairs(left_app: str, left_module: str, right_app: str,
     rkey, rmod = f"{right_app}/{left_app}", f"{right_module}/{left_module}"
     if rkey in data and rmod in data[rkey]:
         return tuple((b, a) for a, b in data[rkey][rmod])
+    return ()
+
+
+def standard_module_pairs(left_app: str, right_app: str) -> tuple[tuple[str, str], ...]:
+    """The (left module, right module) pairs ``pairs.json`` knows for an app pair, in either orientation."""
+    data = _pairs()
+    if f"{left_app}/{right_app}" in data:
+        return tuple(tuple(k.split("/", 1)) for k in data[f"{left_app}/{right_app}"])  # type: ignore[misc]
+    if f"{right_app}/{left_app}" in data:
+        return tuple((b, a) for a, b in (k.split("/", 1) for k in data[f"{right_app}/{left_app}"]))
     return ()
