@@ -1,0 +1,97 @@
+"""What every app client shares: the HTTP layer, stats, time parsing, per-batch failure results."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from engine.apps.base import WriteResult
+from engine.apps.http import HttpLayer
+from engine.errors import AppError, ProtocolError
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class ClientBase:
+    app: str = ""
+
+    def __init__(self, http: HttpLayer):
+        self.http = http
+        self.connection = http.connection
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(app={self.app!r}, connection={self.connection!r})"
+
+    def stats(self) -> dict[tuple[str, str], int]:
+        """API calls made, per (module, operation): one per page read or batch written."""
+        return self.http.stats()
+
+    def retry_stats(self) -> dict[tuple[str, str], int]:
+        """Retried attempts per (module, operation) (429, 5xx, timeouts)."""
+        return self.http.retry_stats()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self):  # noqa: ANN204
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- shared helpers ----------------------------------------------------------------------------
+
+    def protocol(self, module: str, op: str, what: str) -> ProtocolError:
+        return ProtocolError(self.http.redact(f"{self.http.where(module, op)}: {what}"), app=self.app,
+                             code="UNEXPECTED_ENVELOPE")
+
+
+def batch_failed(exc: AppError, size: int) -> list[WriteResult]:
+    """One failed ``WriteResult`` per record of a batch whose request failed as a whole."""
+    return [WriteResult(ok=False, code=exc.code or type(exc).__name__, message=str(exc),
+                        transient=exc.transient, details={"request_level": True})
+            for _ in range(size)]
+
+
+def parse_time(value: Any) -> datetime | None:
+    """ISO 8601 (Zoho ``2023-05-10T01:10:47-07:00``, Desk ``...000Z``) as an aware UTC datetime."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc)
+
+
+def zoho_time(dt: datetime) -> str:
+    """``2019-07-25T15:26:49+00:00`` (no millis), the format of ``If-Modified-Since`` and criteria."""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def desk_time(dt: datetime) -> str:
+    """``2017-10-12T13:11:50.000Z``, Desk's format."""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    dt = dt.astimezone(timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def as_utc(dt: datetime | None) -> datetime | None:
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        return dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc)
+
+
+def dedupe_ids(ids: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(str(i) for i in ids))

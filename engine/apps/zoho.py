@@ -1,0 +1,342 @@
+"""Bigin (``/bigin/v2``) and Zoho CRM (``/crm/v8`` by default) records API client.
+
+Both apps share one API shape (``zoho-apis.md`` §1–2), so one class serves both:
+
+- **list_changed**: ``GET /{M}?fields=…&sort_by=Modified_Time&sort_order=asc&per_page=200`` with
+  ``If-Modified-Since`` when a cursor is given; ``page`` 1–10, then ``page_token`` (``info.next_page_token``)
+  past 2,000 records; 204 / 304 end the read. ``fields`` defaults to the catalog's fields (≤ 50).
+- **writes**: batches of ≤ 100 (``POST``/``PUT /{M}``, ``DELETE /{M}?ids=``), one ``WriteResult`` per
+  input in input order, parsed from ``data[]`` (201 / 207 / 400 alike). A batch whose request fails
+  transiently after the HTTP layer's retries yields ``WriteResult(ok=False, transient=True)`` for
+  each of its records; a terminal request-level error (bad module, auth) raises.
+- **get_many**: ``GET /{M}?ids=…`` by 100; **search**: ``GET /{M}/search?criteria=(F:equals:V)``;
+  **list_deleted**: ``GET /{M}/deleted?type=all``; **fields**: ``GET /settings/fields?module=M``
+  normalised to the catalog shape; **count_associates**: the record's notes
+  (``GET /{M}/{id}/Notes``); **users**: ``GET /users?type=AllUsers``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from engine.apps._common import (ClientBase, EPOCH, as_utc, batch_failed, dedupe_ids, parse_time,
+                                 zoho_time)
+from engine.apps.base import DeletedRecord, ListFilter, Record, WriteResult
+from engine.apps.http import HttpLayer, chunks
+from engine.errors import TerminalAppError, TransientAppError
+
+log = logging.getLogger("engine.apps.zoho")
+
+PER_PAGE = 200
+PAGE_LIMIT = 2000  # records reachable with page/per_page alone
+BATCH = 100
+MAX_FIELDS = 50
+TRANSIENT_CODES = frozenset({"TOO_MANY_REQUESTS", "INTERNAL_ERROR", "RECORD_LOCKED"})
+ALWAYS_FIELDS = ("Modified_Time", "Created_Time")
+
+
+class ZohoClient(ClientBase):
+    """``AppClient`` for Bigin and Zoho CRM."""
+
+    def __init__(self, http: HttpLayer, *, app: str = "bigin", api_path: str | None = None):
+        super().__init__(http)
+        if app not in ("bigin", "zoho_crm"):
+            raise ValueError(f"ZohoClient serves bigin and zoho_crm, not {app!r}")
+        self.app = app
+        self.base = http.hosts.api + (api_path or ("/bigin/v2" if app == "bigin" else "/crm/v8"))
+        self._field_cache: dict[str, list[dict[str, Any]]] = {}
+        self._cvids: dict[tuple[str, str], str] = {}
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    def list_changed(self, module: str, since: datetime | None, *, fields: Sequence[str] = (),
+                     filter: ListFilter | None = None) -> Iterator[list[Record]]:
+        since = as_utc(since)
+        params: dict[str, Any] = {"fields": ",".join(self._list_fields(module, fields)),
+                                  "sort_by": "Modified_Time", "sort_order": "asc", "per_page": PER_PAGE}
+        if filter is not None and filter.view:
+            params["cvid"] = self._cvid(module, filter.view)
+        headers = {"If-Modified-Since": zoho_time(since)} if since is not None else {}
+        floor = as_utc(filter.created_after) if filter is not None else None
+        for page in self._pages(module, "list", f"{self.base}/{module}", params, headers):
+            records = [self._record(module, "list", r) for r in page]
+            records = [r for r in records if (since is None or r.modified >= since)
+                       and (floor is None or r.created is None or r.created >= floor)]
+            if records:
+                yield records
+
+    def list_deleted(self, module: str, since: datetime | None) -> Iterator[list[DeletedRecord]]:
+        since = as_utc(since)
+        headers = {"If-Modified-Since": zoho_time(since)} if since is not None else {}
+        params = {"type": "all", "per_page": PER_PAGE}
+        for page in self._pages(module, "deleted", f"{self.base}/{module}/deleted", params, headers):
+            out = []
+            for item in page:
+                if not isinstance(item, dict) or "id" not in item:
+                    raise self.protocol(module, "deleted", "a deleted item without an id")
+                when = parse_time(item.get("deleted_time")) or EPOCH
+                if since is None or when >= since:
+                    out.append(DeletedRecord(id=str(item["id"]), deleted_at=when))
+            if out:
+                yield out
+
+    def get_many(self, module: str, ids: Sequence[str]) -> list[Record]:
+        wanted = dedupe_ids(ids)
+        fields = ",".join(self._list_fields(module, ()))
+        found: dict[str, Record] = {}
+        for _, batch in chunks(wanted, BATCH):
+            response = self.http.request("GET", f"{self.base}/{module}", module=module, op="get",
+                                         params={"ids": ",".join(batch), "fields": fields})
+            if response.status_code in (204, 304):
+                continue
+            body = self._body(response, module, "get", ok=(200,))
+            for raw in self._data(body, module, "get"):
+                rec = self._record(module, "get", raw)
+                if rec.id in batch:
+                    found[rec.id] = rec
+        return [found[i] for i in wanted if i in found]
+
+    def search(self, module: str, field: str, value: Any) -> list[Record]:
+        criteria = f"({field}:equals:{_escape(value)})"
+        params = {"criteria": criteria, "per_page": PER_PAGE}
+        out: list[Record] = []
+        for page in self._pages(module, "search", f"{self.base}/{module}/search", params, {}):
+            out.extend(self._record(module, "search", r) for r in page)
+        return out
+
+    def fields(self, module: str) -> list[dict[str, Any]]:
+        if module not in self._field_cache:
+            response = self.http.request("GET", f"{self.base}/settings/fields", module=module, op="fields",
+                                         params={"module": module})
+            body = self._body(response, module, "fields", ok=(200,))
+            raw = body.get("fields") if isinstance(body, dict) else None
+            if not isinstance(raw, list):
+                raise self.protocol(module, "fields", "the answer has no fields[] list")
+            self._field_cache[module] = [normalise_field(f) for f in raw if isinstance(f, dict)]
+        return [dict(f) for f in self._field_cache[module]]
+
+    def count_associates(self, module: str, record_id: str) -> int:
+        """The record's notes (the related list the apps serve for every module)."""
+        total = 0
+        url = f"{self.base}/{module}/{record_id}/Notes"
+        params = {"fields": "Note_Title,Note_Content", "per_page": PER_PAGE}
+        for page in self._pages(module, "associates", url, params, {}):
+            total += len(page)
+        return total
+
+    def users(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        params = {"type": "AllUsers", "per_page": PER_PAGE}
+        for page in self._pages("users", "list", f"{self.base}/users", params, {}, key="users"):
+            for u in page:
+                if isinstance(u, dict) and "id" in u:
+                    name = u.get("full_name") or " ".join(
+                        str(x) for x in (u.get("first_name"), u.get("last_name")) if x) or u.get("name") or ""
+                    out.append({"id": str(u["id"]), "email": u.get("email") or "", "name": name})
+        return out
+
+    # -- writing -------------------------------------------------------------------------------------
+
+    def create_many(self, module: str, records: Sequence[Mapping[str, Any]]) -> list[WriteResult]:
+        items = [dict(r) for r in records]
+        return self._write("POST", module, "create", items, [None] * len(items))
+
+    def update_many(self, module: str, updates: Sequence[tuple[str, Mapping[str, Any]]]) -> list[WriteResult]:
+        items = [{**dict(values), "id": str(rid)} for rid, values in updates]
+        return self._write("PUT", module, "update", items, [str(rid) for rid, _ in updates])
+
+    def delete_many(self, module: str, ids: Sequence[str]) -> list[WriteResult]:
+        results: list[WriteResult] = []
+        ids = [str(i) for i in ids]
+        for _, batch in chunks(ids, BATCH):
+            try:
+                response = self.http.request("DELETE", f"{self.base}/{module}", module=module, op="delete",
+                                             params={"ids": ",".join(batch), "wf_trigger": "false"})
+            except TransientAppError as exc:
+                results.extend(batch_failed(exc, len(batch)))
+                continue
+            results.extend(self._results(response, module, "delete", list(batch)))
+        return results
+
+    def _write(self, method: str, module: str, op: str, items: list[dict[str, Any]],
+               ids: list[str | None]) -> list[WriteResult]:
+        results: list[WriteResult] = []
+        for offset, batch in chunks(items, BATCH):
+            try:
+                response = self.http.request(method, f"{self.base}/{module}", module=module, op=op,
+                                             json={"data": list(batch), "trigger": []})
+            except TransientAppError as exc:
+                results.extend(batch_failed(exc, len(batch)))
+                continue
+            results.extend(self._results(response, module, op, ids[offset:offset + len(batch)]))
+        return results
+
+    def _results(self, response: httpx.Response, module: str, op: str,
+                 ids: list[str | None]) -> list[WriteResult]:
+        status = response.status_code
+        body = self.http.json(response, module, op) if response.content else None
+        data = body.get("data") if isinstance(body, dict) else None
+        if status not in (200, 201, 202, 207) and not (status == 400 and isinstance(data, list)):
+            raise self.http.error(response, module, op)
+        if not isinstance(data, list) or len(data) != len(ids):
+            raise self.protocol(module, op, f"expected data[] with {len(ids)} results, got "
+                                f"{len(data) if isinstance(data, list) else type(data).__name__}")
+        return [self._result(item, given, module, op) for item, given in zip(data, ids)]
+
+    def _result(self, item: Any, given_id: str | None, module: str, op: str) -> WriteResult:
+        if not isinstance(item, dict):
+            raise self.protocol(module, op, "a data[] item is not an object")
+        details = item.get("details") if isinstance(item.get("details"), dict) else {}
+        code = str(item.get("code") or "")
+        message = str(item.get("message") or "")
+        if str(item.get("status", "")).lower() == "success":
+            rid = details.get("id", given_id)
+            return WriteResult(ok=True, id=str(rid) if rid is not None else None, code=code, message=message,
+                               modified=parse_time(details.get("Modified_Time")), details=details)
+        rid = details.get("id") if op != "create" else None
+        field = details.get("api_name")
+        return WriteResult(ok=False, id=given_id or (str(rid) if rid else None), code=code or "ERROR",
+                           message=message, field=str(field) if field else None,
+                           transient=code in TRANSIENT_CODES, details=details)
+
+    # -- internals -----------------------------------------------------------------------------------
+
+    def _pages(self, module: str, op: str, url: str, params: dict[str, Any], headers: Mapping[str, str],
+               *, key: str = "data") -> Iterator[list[Any]]:
+        """Raw ``data[]`` pages to the end: ``page`` up to 2,000 records, then ``page_token``."""
+        page, token = 1, None
+        per_page = int(params.get("per_page", PER_PAGE))
+        while True:
+            query = dict(params)
+            if token is not None:
+                query["page_token"] = token
+            else:
+                query["page"] = page
+            response = self.http.request("GET", url, module=module, op=op, params=query, headers=headers)
+            if response.status_code in (204, 304):
+                return
+            body = self._body(response, module, op, ok=(200,))
+            items = body.get(key) if isinstance(body, dict) else None
+            if not isinstance(items, list):
+                raise self.protocol(module, op, f"the answer has no {key}[] list")
+            yield items
+            info = body.get("info") if isinstance(body.get("info"), dict) else {}
+            if not info.get("more_records") or not items:
+                return
+            page += 1
+            if token is not None or page * per_page > PAGE_LIMIT:
+                token = info.get("next_page_token")
+                if not token:
+                    raise self.protocol(module, op, f"more_records past {PAGE_LIMIT} records but no "
+                                        "next_page_token")
+
+    def _body(self, response: httpx.Response, module: str, op: str, *, ok: tuple[int, ...]) -> Any:
+        if response.status_code not in ok:
+            raise self.http.error(response, module, op)
+        body = self.http.json(response, module, op)
+        if not isinstance(body, dict):
+            raise self.protocol(module, op, f"the answer is {type(body).__name__}, not an object")
+        return body
+
+    def _data(self, body: Any, module: str, op: str) -> list[Any]:
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, list):
+            raise self.protocol(module, op, "the answer has no data[] list")
+        return data
+
+    def _record(self, module: str, op: str, raw: Any) -> Record:
+        if not isinstance(raw, dict) or raw.get("id") in (None, ""):
+            raise self.protocol(module, op, "a record without an id")
+        modified = parse_time(raw.get("Modified_Time"))
+        if modified is None:
+            raise self.protocol(module, op, f"record {raw['id']} has no Modified_Time")
+        return Record(id=str(raw["id"]), values=dict(raw), modified=modified,
+                      created=parse_time(raw.get("Created_Time")))
+
+    def _list_fields(self, module: str, fields: Sequence[str]) -> list[str]:
+        names = [f for f in fields if f and f != "id"]
+        if not names:
+            names = self._default_fields(module)
+        names = list(dict.fromkeys([*ALWAYS_FIELDS, *names]))
+        if len(names) > MAX_FIELDS:
+            if fields:
+                raise TerminalAppError(
+                    f"{self.http.where(module, 'list')}: {len(names)} fields requested, the API takes at most "
+                    f"{MAX_FIELDS} per call; map fewer fields", app=self.app, code="LIMIT_EXCEEDED")
+            log.warning("%s: %s has %d fields; reading the first %d", self.connection, module, len(names),
+                        MAX_FIELDS)
+            names = names[:MAX_FIELDS]
+        return names
+
+    def _default_fields(self, module: str) -> list[str]:
+        try:
+            from engine.catalog import catalog
+
+            mod = catalog(self.app).module(module)
+        except (KeyError, OSError, ValueError):
+            mod = None
+        if mod is not None and mod.fields:
+            return [f.api_name for f in mod.fields if f.api_name != "id"]
+        return [f["api_name"] for f in self.fields(module) if f.get("api_name") != "id"]
+
+    def _cvid(self, module: str, view: str) -> str:
+        if view.isdigit():
+            return view
+        key = (module, view)
+        if key not in self._cvids:
+            response = self.http.request("GET", f"{self.base}/settings/custom_views", module=module,
+                                         op="views", params={"module": module})
+            views = []
+            if response.status_code != 204:
+                body = self._body(response, module, "views", ok=(200,))
+                views = body.get("custom_views") or []
+            names: dict[str, str] = {}
+            for v in views:
+                if isinstance(v, dict) and "id" in v:
+                    for label in (v.get("name"), v.get("display_value"), v.get("system_name")):
+                        if label:
+                            names[str(label)] = str(v["id"])
+            if view not in names:
+                from engine.errors import did_you_mean
+
+                raise TerminalAppError(f"{self.http.where(module, 'list')}: no view named {view!r}"
+                                       f"{did_you_mean(view, list(names))}", app=self.app, code="INVALID_VIEW")
+            self._cvids[key] = names[view]
+        return self._cvids[key]
+
+
+def _escape(value: Any) -> str:
+    text = "true" if value is True else "false" if value is False else str(value)
+    for ch in ("\\", "(", ")", ","):
+        text = text.replace(ch, "\\" + ch)
+    return text
+
+
+def normalise_field(f: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``settings/fields`` item in the catalog's field shape."""
+    lookup = f.get("lookup") if isinstance(f.get("lookup"), dict) else {}
+    lookup_module = (lookup.get("module") or {}).get("api_name") if isinstance(lookup.get("module"), dict) \
+        else lookup.get("module")
+    unique = f.get("unique")
+    picklist = [str(p.get("actual_value", p.get("display_value"))) for p in f.get("pick_list_values") or []
+                if isinstance(p, dict)]
+    out: dict[str, Any] = {
+        "api_name": f.get("api_name"),
+        "label": f.get("field_label") or f.get("display_label") or f.get("api_name"),
+        "type": f.get("data_type") or "text",
+        "length": f.get("length"),
+        "mandatory": bool(f.get("system_mandatory") or f.get("mandatory")),
+        "read_only": bool(f.get("read_only") or f.get("field_read_only")),
+        "unique": bool(unique) if not isinstance(unique, dict) else bool(unique),
+        "encrypted": bool(f.get("crypt")) or bool(f.get("encrypted")),
+        "picklist": picklist,
+        "lookup": lookup_module or None,
+    }
+    if f.get("custom_field") is not None:
+        out["custom"] = bool(f.get("custom_field"))
+    return out
