@@ -1,7 +1,7 @@
 """App catalogs: the modules and fields of each app, as the real APIs spell them.
 
 Data lives in ``engine/catalog/data/<app>.json`` (one per app, validated by
-``catalog.schema.json`` beside them) and ``engine/catalog/data/pairs.json`` (the standard field pairs of
+``engine/catalog/catalog.schema.json`` in ``tests/catalog``) and ``engine/catalog/data/pairs.json`` (the standard field pairs of
 each app pair, the vendors' "pre-mapped" defaults used by ``defaults: true``).
 
 Catalog file shape::
@@ -26,6 +26,9 @@ Catalog file shape::
         }
       }
     }
+
+``modified_field``/``created_field`` are null where the app keeps no such timestamp (Bookings).
+Type compatibility of two fields: ``engine.catalog.compat.compatibility`` (docs/type-compatibility.md).
 
 ``type`` is the app's own data type (``text``, ``email``, ``integer``, ``picklist``, ... for CRM and
 Bigin; Desk and Bookings types likewise as those apps name them). ``kind`` of a field (see
