@@ -1,0 +1,494 @@
+"""Reading spec files: discovery, Jinja2 rendering (sandboxed), YAML composing with marks, bounds.
+
+Every value of a document keeps the ``Mark`` (file, 1-based line and column) of the YAML node it came
+from, so that schema and semantic errors point into the user's source. Templates are rendered with
+newlines kept (no trimming), so a line of the rendered text is the same line of the user's file as
+long as the template itself does not add or remove lines (``{% for %}`` over several lines does).
+
+Hostile input is bounded, never trusted: file size, rendered size, nesting depth, alias expansion,
+invalid UTF-8, template code reaching outside the sandbox. Each bound gives a Diagnostic, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import Diagnostic
+from engine.spec.model import Mark
+
+MAX_FILE_BYTES = 1024 * 1024  # a spec file larger than this is refused before it is parsed
+MAX_RENDERED_CHARS = 4 * 1024 * 1024  # the text a template may render to
+MAX_DEPTH = 64  # nesting of mappings and sequences
+MAX_ALIAS_NODES = 10_000  # nodes reached through aliases (an alias bomb expands exponentially)
+MAX_TEMPLATE_SEQ = 100_000  # longest string/list a template may build with * or **
+
+SPEC_SUFFIXES = (".yaml", ".yml")
+Path_ = tuple[Any, ...]
+
+
+@dataclass(eq=False, slots=True)
+class Document:
+    """One YAML document of a spec file: its plain value and the marks of every node in it."""
+
+    file: str
+    index: int  # 0-based position of the document in its file
+    value: Any
+    mark: Mark  # where the document starts
+    marks: dict[Path_, Mark] = field(default_factory=dict)  # path -> mark of the value node
+    key_marks: dict[Path_, Mark] = field(default_factory=dict)  # path of a mapping entry -> mark of its key
+    templated: bool = False
+
+    def at(self, path: Path_) -> Mark:
+        """The mark of the value at ``path``, else of its nearest ancestor that has one."""
+        path = tuple(path)
+        while path:
+            m = self.marks.get(path)
+            if m is not None:
+                return m
+            path = path[:-1]
+        return self.marks.get((), self.mark)
+
+    def key_at(self, path: Path_) -> Mark:
+        """The mark of the key of the mapping entry at ``path`` (falls back to its value)."""
+        path = tuple(path)
+        return self.key_marks.get(path) or self.at(path)
+
+    def get(self, path: Path_, default: Any = None) -> Any:
+        cur = self.value
+        for p in path:
+            try:
+                cur = cur[p]
+            except (KeyError, IndexError, TypeError):
+                return default
+        return cur
+
+
+def _diag(file: str, line: int, col: int, message: str, code: str) -> Diagnostic:
+    return Diagnostic(file, max(line, 1), max(col, 1), "error", message, code)
+
+
+# --------------------------------------------------------------------------------------- discovery
+def display_path(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def discover(paths: tuple[str | os.PathLike[str], ...], root: Path) -> tuple[list[Path], list[Diagnostic]]:
+    """The spec files under ``paths`` (files or folders; default ``integrations/``), sorted.
+
+    Folders are searched recursively for ``*.yaml``/``*.yml``, skipping ``vars/`` folders directly
+    under a searched folder (``integrations/vars/`` holds template variables, not specs) and hidden
+    folders.
+    """
+    diags: list[Diagnostic] = []
+    files: list[Path] = []
+    given = [Path(p) for p in paths] or [Path("integrations")]
+    for p in given:
+        full = p if p.is_absolute() else root / p
+        if full.is_file():
+            files.append(full)
+        elif full.is_dir():
+            found = []
+            for dirpath, dirnames, filenames in os.walk(full):
+                here = Path(dirpath)
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
+                                     and not (here == full and d == "vars"))
+                found += [here / f for f in filenames if f.endswith(SPEC_SUFFIXES) and not f.startswith(".")]
+            if not found:
+                diags.append(_diag(str(p), 1, 1, f"no spec files (*.yaml, *.yml) in {p}/", "no-specs"))
+            files += sorted(found)
+        else:
+            hint = " (run in your repository, or pass the folder of your specs)" if not paths else ""
+            diags.append(_diag(str(p), 1, 1, f"no such file or folder: {p}{hint}", "no-such-path"))
+    seen: set[Path] = set()
+    unique = []
+    for f in files:
+        r = f.resolve()
+        if r not in seen:
+            seen.add(r)
+            unique.append(f)
+    return unique, diags
+
+
+# --------------------------------------------------------------------------------------- bytes
+def _line_col_of_offset(data: bytes, offset: int) -> tuple[int, int]:
+    line = data.count(b"\n", 0, offset) + 1
+    start = data.rfind(b"\n", 0, offset) + 1
+    return line, offset - start + 1
+
+
+def read_text(path: Path, display: str) -> tuple[str | None, list[Diagnostic]]:
+    """The file's text, or a Diagnostic when it is too large, unreadable or not UTF-8."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            return None, [_diag(display, 1, 1, f"file is too large ({size / 1048576:.1f} MiB; the limit is "
+                                f"{MAX_FILE_BYTES // 1048576} MiB): split it into several files", "file-too-large")]
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        return None, [_diag(display, 1, 1, f"cannot read the file: {exc.strerror or exc}", "unreadable")]
+    if len(data) > MAX_FILE_BYTES:
+        return None, [_diag(display, 1, 1, f"file is too large (more than {MAX_FILE_BYTES // 1048576} MiB): "
+                            "split it into several files", "file-too-large")]
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, col = _line_col_of_offset(data, exc.start)
+        return None, [_diag(display, line, col, f"invalid UTF-8 (byte 0x{data[exc.start]:02x} at offset "
+                            f"{exc.start}): save the file as UTF-8", "invalid-utf8")]
+    if "\x00" in text:
+        line, col = _line_col_of_offset(data, data.index(b"\x00"))
+        return None, [_diag(display, line, col, "the file contains a NUL byte: it is not a text file",
+                            "binary-file")]
+    return text, []
+
+
+# --------------------------------------------------------------------------------------- Jinja2
+def uses_template(text: str) -> bool:
+    return "{{" in text or "{%" in text or "{#" in text
+
+
+_ENV = None
+
+
+def _environment() -> Any:
+    global _ENV
+    if _ENV is None:
+        from jinja2 import StrictUndefined
+        from jinja2.exceptions import SecurityError
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        class _Env(ImmutableSandboxedEnvironment):
+            intercepted_binops = frozenset(["*", "**"])
+
+            def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+                if operator == "**" and isinstance(right, (int, float)) and abs(right) > 64:
+                    raise SecurityError("exponent too large in a template")
+                if operator == "*":
+                    for seq, n in ((left, right), (right, left)):
+                        if isinstance(seq, (str, list, tuple)) and isinstance(n, int) \
+                                and len(seq) * n > MAX_TEMPLATE_SEQ:
+                            raise SecurityError("a template may not build values this large")
+                return super().call_binop(context, operator, left, right)
+
+        env = _Env(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False,
+                   trim_blocks=False, lstrip_blocks=False, loader=None)
+        # Only harmless helpers: no lipsum/cycler/joiner (objects with reachable internals).
+        env.globals = {"range": env.globals["range"], "dict": dict}
+        _ENV = env
+    return _ENV
+
+
+def _template_lineno(exc: BaseException) -> int | None:
+    lineno = getattr(exc, "lineno", None)
+    if isinstance(lineno, int) and lineno > 0:
+        return lineno
+    tb = exc.__traceback__
+    found = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            found = tb.tb_lineno
+        tb = tb.tb_next
+    return found
+
+
+def _template_col(text: str, line: int) -> int:
+    lines = text.splitlines()
+    if 1 <= line <= len(lines):
+        src = lines[line - 1]
+        positions = [i for i in (src.find("{{"), src.find("{%")) if i >= 0]
+        if positions:
+            return min(positions) + 1
+    return 1
+
+
+def _template_message(exc: BaseException) -> str:
+    from jinja2 import exceptions as jx
+
+    msg = str(getattr(exc, "message", None) or exc).strip()
+    if isinstance(exc, jx.SecurityError) or "unsafe" in msg:
+        return f"template code not allowed: {msg}"
+    if isinstance(exc, jx.UndefinedError):
+        return f"template variable error: {msg} (define it with --var NAME=VALUE or in a --var-file)"
+    if isinstance(exc, jx.TemplateSyntaxError):
+        return f"template syntax error: {msg}"
+    return f"template error: {msg}"
+
+
+def render(text: str, display: str, variables: dict[str, Any]) -> tuple[str | None, list[Diagnostic]]:
+    """Render a Jinja2 template in the sandbox; line numbers of the output match the source."""
+    from jinja2 import TemplateError
+
+    env = _environment()
+    try:
+        out = env.from_string(text).render(**variables)
+    except TemplateError as exc:
+        line = _template_lineno(exc) or 1
+        return None, [_diag(display, line, _template_col(text, line), _template_message(exc), "template")]
+    except (RecursionError, MemoryError, OverflowError, ArithmeticError, TypeError, ValueError) as exc:
+        line = _template_lineno(exc) or 1
+        return None, [_diag(display, line, _template_col(text, line),
+                            f"template error: {type(exc).__name__}: {exc}"[:300], "template")]
+    if len(out) > MAX_RENDERED_CHARS:
+        return None, [_diag(display, 1, 1, f"the template renders to more than {MAX_RENDERED_CHARS // 1048576} "
+                            "MiB of text", "file-too-large")]
+    return out, []
+
+
+def read_variables(var_files: tuple[str, ...], variables: dict[str, Any], root: Path
+                   ) -> tuple[dict[str, Any], list[Diagnostic]]:
+    """Template variables: each --var-file (YAML mapping) in order, then --var k=v on top."""
+    out: dict[str, Any] = {}
+    diags: list[Diagnostic] = []
+    for vf in var_files:
+        p = Path(vf)
+        full = p if p.is_absolute() else root / p
+        disp = str(vf)
+        if not full.is_file():
+            diags.append(_diag(disp, 1, 1, f"--var-file {vf}: no such file", "no-such-path"))
+            continue
+        text, d = read_text(full, disp)
+        diags += d
+        if text is None:
+            continue
+        docs, d = compose_documents(text, disp)
+        diags += d
+        if d:
+            continue
+        if len(docs) != 1 or not isinstance(docs[0].value, dict):
+            mark = docs[0].mark if docs else Mark(disp, 1, 1)
+            diags.append(_diag(disp, mark.line, mark.col, "a variables file holds one mapping of NAME: value",
+                               "var-file"))
+            continue
+        out.update(docs[0].value)
+    out.update(variables)
+    return out, diags
+
+
+# --------------------------------------------------------------------------------------- YAML
+class _Bounded:
+    """A SafeLoader whose composer refuses nesting deeper than MAX_DEPTH (the composer recurses)."""
+
+    cls: Any = None
+
+    @classmethod
+    def get(cls) -> Any:
+        if cls.cls is None:
+            import yaml
+
+            class BoundedLoader(yaml.SafeLoader):
+                def __init__(self, stream: str) -> None:
+                    super().__init__(stream)
+                    self._depth = 0
+
+                def compose_node(self, parent: Any, index: Any) -> Any:
+                    self._depth += 1
+                    try:
+                        if self._depth > MAX_DEPTH:
+                            mark = self.peek_event().start_mark
+                            raise _TooDeep(mark)
+                        return super().compose_node(parent, index)
+                    finally:
+                        self._depth -= 1
+
+            cls.cls = BoundedLoader
+        return cls.cls
+
+
+class _TooDeep(Exception):
+    def __init__(self, mark: Any) -> None:
+        super().__init__("too deep")
+        self.mark = mark
+
+
+class _WalkError(Exception):
+    def __init__(self, mark: Mark, message: str, code: str) -> None:
+        super().__init__(message)
+        self.mark = mark
+        self.message = message
+        self.code = code
+
+
+_SCALAR_TAGS = {
+    "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null",
+}
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _Walker:
+    """Turns a composed node graph into plain values, recording each node's mark by path."""
+
+    def __init__(self, loader: Any, file: str) -> None:
+        self.loader = loader
+        self.file = file
+        self.seen: set[int] = set()
+        self.alias_nodes = 0
+        self.marks: dict[Path_, Mark] = {}
+        self.key_marks: dict[Path_, Mark] = {}
+
+    def mark(self, node: Any) -> Mark:
+        m = node.start_mark
+        return Mark(self.file, m.line + 1, m.column + 1)
+
+    def walk(self, node: Any, path: Path_, depth: int = 0, via_alias: bool = False) -> Any:
+        import yaml
+
+        if depth > MAX_DEPTH:
+            raise _WalkError(self.mark(node), f"nesting deeper than {MAX_DEPTH} levels", "too-deep")
+        if id(node) in self.seen and not isinstance(node, yaml.ScalarNode):
+            via_alias = True
+        self.seen.add(id(node))
+        if via_alias:
+            self.alias_nodes += 1
+            if self.alias_nodes > MAX_ALIAS_NODES:
+                raise _WalkError(self.mark(node), f"aliases expand to more than {MAX_ALIAS_NODES:,} nodes "
+                                 "(an alias bomb?): write the values out", "alias-bomb")
+        self.marks[path] = self.mark(node)
+        if isinstance(node, yaml.ScalarNode):
+            if node.tag in _SCALAR_TAGS:
+                try:
+                    return self.loader.construct_object(node, deep=True)
+                except (yaml.YAMLError, ValueError, OverflowError):
+                    return node.value
+            return node.value
+        if isinstance(node, yaml.SequenceNode):
+            return [self.walk(child, path + (i,), depth + 1, via_alias) for i, child in enumerate(node.value)]
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            explicit: set[str] = set()
+            merged: list[tuple[Any, Any]] = []
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag == _MERGE_TAG:
+                    merged.append((key_node, value_node))
+                    continue
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise _WalkError(self.mark(key_node), "a key must be a plain name, not a list or mapping",
+                                     "complex-key")
+                key = str(key_node.value)
+                if key in explicit:
+                    first = self.key_marks.get(path + (key,))
+                    where = f" (first at line {first.line})" if first else ""
+                    raise _WalkError(self.mark(key_node), f'duplicate key "{key}"{where}', "duplicate-key")
+                explicit.add(key)
+                self.key_marks[path + (key,)] = self.mark(key_node)
+                out[key] = self.walk(value_node, path + (key,), depth + 1, via_alias)
+            for key_node, value_node in merged:
+                sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                for src in sources:
+                    if not isinstance(src, yaml.MappingNode):
+                        raise _WalkError(self.mark(src), "a merge key (<<) takes a mapping or a list of mappings",
+                                         "bad-merge")
+                    for k_node, v_node in src.value:
+                        key = str(k_node.value)
+                        if key in out:
+                            continue
+                        self.key_marks[path + (key,)] = self.mark(k_node)
+                        out[key] = self.walk(v_node, path + (key,), depth + 1, True)
+            return out
+        raise _WalkError(self.mark(node), "unsupported YAML node", "yaml")  # pragma: no cover
+
+
+def _yaml_error_diag(exc: Exception, file: str) -> Diagnostic:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    msg = f"invalid YAML: {problem}"
+    if context and "while" not in str(problem):
+        msg += f" ({context})"
+    if mark is None:
+        return _diag(file, 1, 1, msg, "yaml")
+    return _diag(file, mark.line + 1, mark.column + 1, msg, "yaml")
+
+
+def compose_documents(text: str, file: str) -> tuple[list[Document], list[Diagnostic]]:
+    """Every document of ``text`` as plain values with marks; YAML errors become Diagnostics.
+
+    Safe loading only: tags other than the core schema's are refused by SafeLoader's composer/resolver
+    (``!!python/object`` is never constructed: scalars are built from their text).
+    """
+    import yaml
+
+    loader = _Bounded.get()(text)
+    docs: list[Document] = []
+    try:
+        index = 0
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:  # pragma: no cover
+                break
+            for_tag = _unsafe_tag(node)
+            if for_tag is not None:
+                tag_node, tag = for_tag
+                m = tag_node.start_mark
+                return docs, [_diag(file, m.line + 1, m.column + 1, f"the YAML tag {tag} is not allowed in specs",
+                                    "yaml-tag")]
+            walker = _Walker(loader, file)
+            value = walker.walk(node, ())
+            docs.append(Document(file=file, index=index, value=value, mark=walker.mark(node),
+                                 marks=walker.marks, key_marks=walker.key_marks))
+            index += 1
+    except _TooDeep as exc:
+        return docs, [_diag(file, exc.mark.line + 1, exc.mark.column + 1,
+                            f"nesting deeper than {MAX_DEPTH} levels", "too-deep")]
+    except _WalkError as exc:
+        return docs, [_diag(exc.mark.file, exc.mark.line, exc.mark.col, exc.message, exc.code)]
+    except yaml.YAMLError as exc:
+        return docs, [_yaml_error_diag(exc, file)]
+    except RecursionError:
+        return docs, [_diag(file, 1, 1, f"nesting deeper than {MAX_DEPTH} levels", "too-deep")]
+    finally:
+        loader.dispose()
+    return docs, []
+
+
+_CORE_TAGS = _SCALAR_TAGS | {
+    "tag:yaml.org,2002:str", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map", _MERGE_TAG,
+    "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary",
+}
+
+
+def _unsafe_tag(root: Any) -> tuple[Any, str] | None:
+    """The first node with a tag outside YAML's core schema (``!!python/...``, ``!custom``)."""
+    import yaml
+
+    stack = [root]
+    seen: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.tag not in _CORE_TAGS:
+            return node, node.tag.replace("tag:yaml.org,2002:", "!!")
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                stack.extend((k, v))
+    return None
+
+
+def load_file(path: Path, display: str, variables: dict[str, Any]) -> tuple[list[Document], list[Diagnostic]]:
+    """Read, render (when the file uses Jinja2) and compose one spec file."""
+    text, diags = read_text(path, display)
+    if text is None:
+        return [], diags
+    templated = uses_template(text)
+    if templated:
+        rendered, diags = render(text, display, variables)
+        if rendered is None:
+            return [], diags
+        text = rendered
+    docs, diags = compose_documents(text, display)
+    for d in docs:
+        d.templated = templated
+    return docs, diags

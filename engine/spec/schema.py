@@ -1,0 +1,194 @@
+"""JSON Schema validation of spec documents, with errors in plain words at the offending node.
+
+The schemas live in the repository's ``schemas/`` folder (``integration.v1.schema.json``,
+``connection.v1.schema.json``). Each jsonschema error becomes one Diagnostic at the mark of the node
+it is about ("unknown key "feilds"; did you mean "fields"?"), never a raw schema dump, and never
+echoing the value of a secret.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from engine.errors import Diagnostic, did_you_mean
+from engine.spec.loader import Document
+from engine.spec.model import API_VERSIONS
+
+KINDS: dict[str, str] = {"Integration": "integration", "Connection": "connection"}
+
+
+def schemas_dir() -> Path:
+    import engine
+
+    return Path(engine.__file__).resolve().parent.parent / "schemas"
+
+
+def schema_path(kind: str) -> Path:
+    return schemas_dir() / f"{KINDS[kind]}.v1.schema.json"
+
+
+@cache
+def schema(kind: str) -> dict[str, Any]:
+    return json.loads(schema_path(kind).read_text("utf-8"))
+
+
+@cache
+def _validator(kind: str) -> Any:
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(schema(kind))
+
+
+def _err(doc: Document, path: tuple[Any, ...], message: str, code: str, *, key: bool = False) -> Diagnostic:
+    m = doc.key_at(path) if key else doc.at(path)
+    return Diagnostic(m.file, m.line, m.col, "error", message, code)
+
+
+def where(path: tuple[Any, ...]) -> str:
+    """``spec.modules[0].fields[2]`` for a path."""
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "the document"
+
+
+def _name(path: tuple[Any, ...]) -> str:
+    for p in reversed(path):
+        if isinstance(p, str):
+            return p
+    return "the document"
+
+
+def _is_secret_path(path: tuple[Any, ...]) -> bool:
+    return len(path) >= 3 and path[0] == "spec" and path[1] == "auth"
+
+
+def _type_words(t: Any) -> str:
+    words = {"string": "a string", "integer": "a whole number", "number": "a number", "boolean": "true or false",
+             "object": "a mapping", "array": "a list", "null": "empty"}
+    ts = t if isinstance(t, list) else [t]
+    return " or ".join(words.get(x, x) for x in ts)
+
+
+def _got(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int):
+        return "a whole number"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+_PATTERN_WORDS = {
+    "name": "lowercase letters, digits and dashes, starting with a letter (at most 63 characters)",
+    "created_within": "a number of days such as 365d",
+    "owner": "an email address",
+    "base_url": "a URL starting with http:// or https://",
+    "org_id": "the numeric organisation id, as a string (quote it)",
+    "env": "an environment variable name (letters, digits and _)",
+}
+
+_ANYOF_WORDS = {
+    "left": "a field api name or a list of field api names",
+    "right": "a field api name or a list of field api names",
+    "view": "the name of one list view",
+    "sandbox": "true, false or {seed: N}",
+}
+
+
+def _translate(doc: Document, e: Any) -> list[Diagnostic]:
+    path = tuple(e.absolute_path)
+    name = _name(path)
+    v = e.validator
+    inst = e.instance
+    if _is_secret_path(path) and v in ("type", "anyOf", "oneOf") and not isinstance(inst, dict):
+        return [_err(doc, path, f"{name} is written inline: secrets must be references, {{env: NAME}} or "
+                     "{file: PATH}, never the secret itself (and remove it from git history)", "inline-secret")]
+    if v == "additionalProperties":
+        allowed = list((e.schema.get("properties") or {}).keys())
+        extras = [k for k in inst if k not in allowed] if isinstance(inst, dict) else []
+        return [_err(doc, path + (k,), f'unknown key "{k}" in {where(path)}{did_you_mean(str(k), allowed)}',
+                     "unknown-key", key=True) for k in extras]
+    if v == "required":
+        missing = [k for k in e.validator_value if not (isinstance(inst, dict) and k in inst)]
+        return [_err(doc, path, f'{where(path)} is missing "{k}"', "missing-key", key=True) for k in missing]
+    if v == "enum":
+        choices = [str(c) for c in e.validator_value]
+        if path == ("apiVersion",):
+            return [_err(doc, path, f'unknown apiVersion "{inst}"; known: {", ".join(API_VERSIONS)}', "api-version")]
+        if isinstance(inst, str):
+            hint = did_you_mean(inst, choices)
+            got = f' (got "{inst}")' + (hint if "did you mean" in hint else "")
+        else:
+            got = f" (got {_got(inst)})"
+        return [_err(doc, path, f"{name} must be one of {', '.join(choices)}{got}", "enum")]
+    if v == "type":
+        return [_err(doc, path, f"{name} must be {_type_words(e.validator_value)} (got {_got(inst)})", "type")]
+    if v == "pattern":
+        words = _PATTERN_WORDS.get(name, f"text matching {e.validator_value}")
+        shown = f' "{inst}"' if not _is_secret_path(path) or name == "env" else ""
+        return [_err(doc, path, f"{name}{shown} must be {words}", "pattern")]
+    if v in ("minimum", "maximum"):
+        bound = "at least" if v == "minimum" else "at most"
+        return [_err(doc, path, f"{name} must be {bound} {e.validator_value} (got {inst})", "range")]
+    if v == "minItems":
+        n = e.validator_value
+        return [_err(doc, path, f"{name} must list at least {n} {'entry' if n == 1 else 'entries'}", "min-items")]
+    if v == "minLength":
+        return [_err(doc, path, f"{name} must not be empty", "empty")]
+    if v in ("minProperties", "maxProperties"):
+        if len(path) >= 1 and _is_secret_path(path):
+            return [_err(doc, path, f"{name} must be exactly one of {{env: NAME}} or {{file: PATH}}", "secret-ref")]
+        return [_err(doc, path, f"{where(path)} has the wrong number of keys", "keys")]
+    if v in ("anyOf", "oneOf"):
+        # Translate the branch whose type matches the value (e.g. sandbox: {seed: -1}), else say what fits.
+        branches: dict[int, list[Any]] = {}
+        for sub in e.context or ():
+            branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+        for subs in branches.values():
+            top_type = [s for s in subs if s.validator == "type" and tuple(s.absolute_path) == path]
+            if not top_type:
+                out: list[Diagnostic] = []
+                for s in subs:
+                    out += _translate(doc, s)
+                if out:
+                    return out
+        words = _ANYOF_WORDS.get(name, "a valid value")
+        return [_err(doc, path, f"{name} must be {words} (got {_got(inst)})", "type")]
+    return [_err(doc, path, f"{where(path)} is not valid here ({v})", "schema")]
+
+
+def validate_document(doc: Document) -> tuple[str | None, list[Diagnostic]]:
+    """The document's kind and its schema errors (apiVersion and kind are checked first)."""
+    value = doc.value
+    if not isinstance(value, dict):
+        return None, [Diagnostic(doc.mark.file, doc.mark.line, doc.mark.col, "error",
+                                 f"a spec document must be a mapping with apiVersion, kind, metadata and spec "
+                                 f"(got {_got(value)})", "not-a-mapping")]
+    api = value.get("apiVersion")
+    if api is None:
+        return None, [_err(doc, (), f"missing apiVersion: add `apiVersion: {API_VERSIONS[-1]}`", "api-version")]
+    if api not in API_VERSIONS:
+        return None, [_err(doc, ("apiVersion",), f'unknown apiVersion "{api}"; known: {", ".join(API_VERSIONS)}',
+                           "api-version")]
+    kind = value.get("kind")
+    if kind is None:
+        return None, [_err(doc, (), f"missing kind: {' or '.join(KINDS)}", "kind")]
+    if kind not in KINDS:
+        return None, [_err(doc, ("kind",), f'unknown kind "{kind}"{did_you_mean(str(kind), list(KINDS))}', "kind")]
+    diags: list[Diagnostic] = []
+    for e in _validator(kind).iter_errors(value):
+        diags += _translate(doc, e)
+    return kind, sorted(set(diags))
