@@ -1,0 +1,723 @@
+"""Running a sync: read changes, plan (``engine.sync.plan``), execute in journalled batches, commit.
+
+Order of a run: for each enabled module, parents first —
+
+1. resolve the journal: write batches a killed run left pending (creates are looked up on the target
+   by their keys before anything is created again);
+2. read the deleted feeds and plan deletes/unlinks (the run's ``max_deletes`` guard counts them all
+   before any is carried out);
+3. read the right side's changes since its cursor (minus an overlap window), then stream the left
+   side's pages, planning and executing each page against them; then the right's leftovers;
+4. commit links, failures and history as it goes; move the cursors only at the end, past what is
+   committed.
+
+A read that fails half-way aborts the module: nothing is deleted (deletes come only from the apps'
+deleted feeds, never from a record's absence) and the cursors stay where they were.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from engine.apps.base import AppClient, ListFilter, Record, WriteResult
+from engine.errors import AppError, SyncError
+from engine.spec.model import Integration, Module
+from engine.state.base import Failure, JournalEntry, Link, RunRecord, StateStore
+from engine.sync.mapping import (
+    CONFLICT_SKIPPED, MANDATORY_MISSING, REJECTED_BY_APP, ModuleMapper, comparable, other,
+)
+from engine.sync.plan import TOMBSTONE, MatchIndex, Op, PlanInput, plan_changes, plan_deletes, probe_values
+from engine.sync.report import OP_TO_COUNT, ModuleReport, SyncReport, sample_of
+
+log = logging.getLogger(__name__)
+
+OVERLAP = timedelta(minutes=2)
+BATCH = 100
+SEARCH_LIMIT = 20  # unlinked records per module run looked up by search; beyond, the other side is read once
+Progress = Callable[[str, str, int, int | None], None]  # (module, phase, done, total)
+
+
+def _now(clock: Callable[[], datetime] | None) -> datetime:
+    t = clock() if clock else datetime.now(timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def _fmt(dt: datetime) -> str:
+    return dt.astimezone(timezone.utc).isoformat()
+
+
+def _parse(s: str | None) -> datetime | None:
+    if not s:
+        return None
+    dt = datetime.fromisoformat(s)
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def _direction(target: str) -> str:
+    return "left-to-right" if target == "right" else "right-to-left"
+
+
+def order_modules(integration: Integration, names: Iterable[str] | None) -> list[Module]:
+    """Enabled modules, parents first (contacts and companies before activities and notes)."""
+    mods = [m for m in integration.modules if m.enabled]
+    if names:
+        wanted = list(names)
+        unknown = [n for n in wanted if integration.module(n) is None]
+        if unknown:
+            from engine.errors import UsageError, did_you_mean
+
+            raise UsageError(f'integration {integration.name} has no module "{unknown[0]}"'
+                             f"{did_you_mean(unknown[0], [m.name for m in integration.modules])}")
+        mods = [m for m in mods if m.name in wanted]
+    out: list[Module] = []
+    seen: set[str] = set()
+
+    def visit(m: Module, depth: int = 0) -> None:
+        if m.name in seen or depth > 10:
+            return
+        if m.parent and (p := integration.module(m.parent)) is not None and p in mods:
+            visit(p, depth + 1)
+        seen.add(m.name)
+        out.append(m)
+
+    for m in mods:
+        visit(m)
+    return out
+
+
+class _Owners:
+    """Owner mapping by user e-mail, else the integration owner (seed 004)."""
+
+    def __init__(self, integration: Integration, clients: Mapping[str, AppClient]):
+        self.integration = integration
+        self.clients = clients
+        self._users: dict[str, list[dict[str, Any]]] = {}
+
+    def users(self, side: str) -> list[dict[str, Any]]:
+        if side not in self._users:
+            try:
+                self._users[side] = list(self.clients[side].users())
+            except AppError:
+                self._users[side] = []
+        return self._users[side]
+
+    def mapper(self, tgt: str) -> Callable[[Any], Any]:
+        def to_target(value: Any) -> Any:
+            src = other(tgt)
+            email = None
+            if isinstance(value, dict):
+                email = value.get("email")
+                vid = value.get("id")
+            else:
+                vid = value
+            if not email and vid:
+                email = next((u.get("email") for u in self.users(src) if str(u.get("id")) == str(vid)), None)
+            by_email = {str(u.get("email") or "").lower(): str(u["id"]) for u in self.users(tgt)}
+            if email and email.lower() in by_email:
+                return by_email[email.lower()]
+            owner = (self.integration.owner or "").lower()
+            return by_email.get(owner) if owner else None
+
+        return to_target
+
+
+class _Resolver:
+    """Lookups through the link tables: (source side, module name, source id or e-mail) -> target id."""
+
+    def __init__(self, store: StateStore, integration: Integration):
+        self.store = store
+        self.integration = integration
+        self._emails: dict[tuple[str, str], dict[str, str]] = {}
+
+    def __call__(self, side: str, module: str | None, ref: str) -> str | None:
+        if module is None:
+            return None
+        if "@" in ref:
+            key = (side, module)
+            if key not in self._emails:
+                idx: dict[str, str] = {}
+                for link in self.store.iter_links(self.integration.name, module):
+                    vals = link.left_values if side == "left" else link.right_values
+                    partner = link.right_id if side == "left" else link.left_id
+                    for k, v in vals.items():
+                        if isinstance(v, str) and "@" in v and not partner.startswith(TOMBSTONE):
+                            idx.setdefault(v.strip().lower(), partner)
+                self._emails[key] = idx
+            return self._emails[key].get(ref.strip().lower())
+        link = self.store.get_link(self.integration.name, module, **{f"{side}_id": ref})
+        if link is None:
+            return None
+        partner = link.right_id if side == "left" else link.left_id
+        return None if partner.startswith(TOMBSTONE) else partner
+
+    def forget(self, module: str) -> None:
+        for key in [k for k in self._emails if k[1] == module]:
+            del self._emails[key]
+
+
+class Run:
+    """One sync run of one integration."""
+
+    def __init__(self, integration: Integration, *, store: StateStore, left: AppClient, right: AppClient,
+                 full: bool, dry_run: bool, clock: Callable[[], datetime] | None, progress: Progress | None):
+        self.integration = integration
+        self.store = store
+        self.clients: dict[str, AppClient] = {"left": left, "right": right}
+        self.full = full
+        self.dry_run = dry_run
+        self.clock = clock
+        self.progress = progress
+        self.now = _now(clock)
+        self.report = SyncReport(integration=integration.name, dry_run=dry_run)
+        self.resolver = _Resolver(store, integration)
+        self.owners = _Owners(integration, self.clients)
+        self.delete_budget: int | None = integration.max_deletes
+        self.halt_deletes = False
+        self.retry: set[Any] | None = None  # retry mode: only these failures (empty set: all of them)
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def mapper(self, module: Module) -> ModuleMapper:
+        return ModuleMapper(self.integration, module, resolve=self.resolver,
+                            owners={"left": self.owners.mapper("left"), "right": self.owners.mapper("right")})
+
+    def filter_for(self, side: str, module: Module, initial: bool) -> ListFilter | None:
+        app = getattr(self.integration, side).app
+        view = module.filter.view if module.filter and app in ("bigin", "zoho_crm") else None
+        deps = module.filter.departments if module.filter and app == "zoho_desk" else ()
+        floor = self.now - timedelta(days=module.created_within_days) if initial else None
+        if view is None and not deps and floor is None:
+            return None
+        return ListFilter(view=view, departments=tuple(deps), created_after=floor)
+
+    def calls(self, side: str) -> int:
+        try:
+            return sum(self.clients[side].stats().values())  # type: ignore[attr-defined]
+        except Exception:
+            return 0
+
+    def concurrency(self, side: str) -> int:
+        http = getattr(self.clients[side], "http", None)
+        return max(1, int(getattr(http, "max_concurrency", 4) or 4))
+
+    # -- the run -----------------------------------------------------------------------------------
+    def run(self, modules: Iterable[str] | None) -> SyncReport:
+        name = self.integration.name
+        deployed = self.store.get_deployed(name)
+        if self.integration.paused or (deployed is not None and deployed.paused):
+            self.report.paused = True
+            self.report.message = f"integration {name} is paused; nothing exchanged (resume it to sync)"
+            return self.report
+        start = {s: self.calls(s) for s in ("left", "right")}
+        mods = order_modules(self.integration, modules)
+        states = [ModuleRun(self, m) for m in mods]
+        # deletes first across the run: the guard sees all of them before any is carried out
+        for st in states:
+            st.read_deletes()
+        planned = sum(st.delete_count() for st in states)
+        if self.delete_budget is not None and planned > self.delete_budget:
+            self.halt_deletes = True
+            self.report.halted_deletes = planned
+            self.report.message = (f"guards.max_deletes: this run would delete {planned} records (limit "
+                                   f"{self.delete_budget}); no deletes were carried out")
+        for st in states:
+            st.run()
+        for s in ("left", "right"):
+            self.report.api_calls[s] = self.calls(s) - start[s]
+        if not self.dry_run:
+            self.store.prune_runs(self.now - timedelta(days=self.integration.history_days))
+        return self.report
+
+
+class ModuleRun:
+    def __init__(self, run: Run, module: Module):
+        self.r = run
+        self.module = module
+        self.store = run.store
+        self.name = run.integration.name
+        self.m = run.mapper(module)
+        self.rep = ModuleReport(module=module.name)
+        run.report.modules.append(self.rep)
+        self.deleted: dict[str, list] = {"left": [], "right": []}
+        self.delete_ops: list[Op] = []
+        self.cursor = {s: self.store.get_cursor(self.name, module.name, s) for s in ("left", "right")}
+        self.initial = self.cursor["left"] is None and self.cursor["right"] is None
+        self.rep.initial = self.initial
+        self.error: Exception | None = None
+        self.calls0 = {s: run.calls(s) for s in ("left", "right")}
+        self.history: dict[str, RunRecord] = {}
+
+    def api(self, side: str) -> str:
+        return getattr(self.module, side)
+
+    # -- deletes ---------------------------------------------------------------------------------
+    def read_deletes(self) -> None:
+        if self.initial or self.r.retry is not None:
+            return  # nothing is linked yet: the deleted feeds cannot matter
+        try:
+            for side in ("left", "right"):
+                since = _parse(self.store.get_cursor(self.name, self.module.name, side, "deleted"))
+                since = since - OVERLAP if since else None
+                for page in self.r.clients[side].list_deleted(self.api(side), since):
+                    self.deleted[side].extend(page)
+            links = {s: self.store.get_links(self.name, self.module.name, side=s,
+                                             ids=[d.id for d in self.deleted[s]]) for s in ("left", "right")}
+            assoc: dict[tuple[str, str], int] = {}
+            for side in ("left", "right"):
+                pref = self.module.on_delete_left if side == "left" else self.module.on_delete_right
+                if pref != "delete-if-no-associates":
+                    continue
+                osd = other(side)
+                for d in self.deleted[side]:
+                    link = links[side].get(d.id)
+                    if link is None:
+                        continue
+                    partner = link.right_id if side == "left" else link.left_id
+                    if not partner.startswith(TOMBSTONE):
+                        assoc[(osd, partner)] = self.r.clients[osd].count_associates(self.api(osd), partner)
+            self.delete_ops = plan_deletes(self.m, {s: [d.id for d in self.deleted[s]] for s in ("left", "right")},
+                                           links, assoc)
+        except AppError as exc:
+            self.error = exc
+            self.delete_ops = []
+
+    def delete_count(self) -> int:
+        return sum(1 for o in self.delete_ops if o.kind == "delete")
+
+    # -- main --------------------------------------------------------------------------------------
+    def run(self) -> None:
+        ex = Executor(self)
+        try:
+            if self.error is not None:
+                raise self.error
+            if not self.r.dry_run:
+                self.start_history()
+                self.resolve_journal()
+            ops = list(self.delete_ops) if self.r.retry is None else []
+            if self.r.halt_deletes:
+                ops = [o for o in ops if o.kind != "delete"]
+                self.rep.status = "halted"
+                self.rep.message = self.r.report.message
+            ex.execute(ops)
+            self.sync_changes(ex)
+            if not self.r.dry_run and self.r.retry is None:
+                self.move_cursors()
+        except AppError as exc:
+            self.rep.status = "failed"
+            self.rep.message = f"{type(exc).__name__}: {exc}"
+            log.warning("sync %s.%s stopped: %s", self.name, self.module.name, exc)
+        finally:
+            for s in ("left", "right"):
+                self.rep.api_calls += self.r.calls(s) - self.calls0[s]
+            if not self.r.dry_run:
+                self.finish_history()
+
+    def sync_changes(self, ex: "Executor") -> None:
+        full = self.initial or self.r.full
+        since = {s: (None if full or self.cursor[s] is None else _parse(self.cursor[s]) - OVERLAP)
+                 for s in ("left", "right")}
+        self.maxmod: dict[str, datetime | None] = {"left": None, "right": None}
+        deleted_ids = {s: {d.id for d in self.deleted[s]} for s in ("left", "right")}
+        # the right side, in full (its changes since the cursor)
+        right: dict[str, Record] = {}
+        n = 0
+        for page in ([] if self.r.retry is not None else self.r.clients["right"].list_changed(self.api("right"), since["right"], fields=self.m.fields("right"),
+                                                         filter=self.r.filter_for("right", self.module, full))):
+            for rec in page:
+                right[rec.id] = rec
+                self._seen("right", rec)
+            n += len(page)
+            self.tick("read right", n)
+        self.retry_failures(right, "right")
+        rlinks = self.store.get_links(self.name, self.module.name, side="right", ids=list(right))
+        index = {"left": MatchIndex(self.m, "left"), "right": MatchIndex(self.m, "right")}
+        for rid, rec in right.items():
+            if rid not in rlinks:
+                index["right"].add(rec)
+        links: dict[str, dict[str, Link]] = {"left": {}, "right": dict(rlinks)}
+        inp = PlanInput(mapper=self.m, changed={"left": {}, "right": right}, links=links, index=index,
+                        deleted=deleted_ids, initial=full)
+        done: dict[str, set[str]] = {"left": set(), "right": set()}
+        searched = {"left": 0, "right": 0}
+        self.full_index = {"left": full, "right": full}
+        # stream the left side: plan and execute page by page
+        n = 0
+        pages = [] if self.r.retry is not None else self.r.clients["left"].list_changed(
+            self.api("left"), since["left"], fields=self.m.fields("left"),
+            filter=self.r.filter_for("left", self.module, full))
+        extra: dict[str, Record] = {}
+        self.retry_failures(extra, "left")
+        for page in _chain(pages, [list(extra.values())] if extra else []):
+            recs = {rec.id: rec for rec in page}
+            for rec in page:
+                self._seen("left", rec)
+            llinks = self.store.get_links(self.name, self.module.name, side="left", ids=list(recs))
+            links["left"].update(llinks)
+            # partners linked to these left records but unchanged: their links are known via llinks
+            self.find_candidates("left", [r for r in page if r.id not in llinks], inp, searched)
+            for rid, rec in recs.items():
+                if rid not in llinks:
+                    index["left"].add(rec)
+            inp.changed["left"] = recs
+            ops = _plan(inp, ("left",), done)
+            ex.execute(ops)
+            n += len(page)
+            self.tick("sync", n)
+        # the right side's leftovers (changed on the right only, or unlinked)
+        inp.changed["left"] = {}
+        leftovers = [rec for rid, rec in right.items() if rid not in done["right"]]
+        self.find_candidates("right", [r for r in leftovers if r.id not in rlinks], inp, searched)
+        for i in range(0, len(leftovers), BATCH * 5):
+            chunk = {r.id: r for r in leftovers[i:i + BATCH * 5]}
+            inp.changed["right"] = chunk
+            ex.execute(_plan(inp, ("right",), done))
+
+    def find_candidates(self, side: str, unlinked: list[Record], inp: PlanInput, searched: dict[str, int]) -> None:
+        """Incremental runs: candidates on the other side for unlinked records (search, or one full read)."""
+        osd = other(side)
+        if not unlinked or not self.module.match or self.full_index[osd] or not self.m.flows[side]:
+            return
+        idx = inp.index[osd]
+        if idx is None:
+            return
+        if searched[osd] + len(unlinked) > SEARCH_LIMIT:
+            found: list[Record] = []
+            for page in self.r.clients[osd].list_changed(self.api(osd), None, fields=self.m.fields(osd),
+                                                         filter=self.r.filter_for(osd, self.module, False)):
+                found.extend(page)
+            self.full_index[osd] = True
+        else:
+            searched[osd] += len(unlinked)
+            found = []
+            for rec in unlinked:
+                probe = probe_values(self.m, side, rec.values)
+                for k, p in zip(self.module.match, probe):
+                    if not p:
+                        continue
+                    hits = self.r.clients[osd].search(self.api(osd), getattr(k, osd), rec.values.get(getattr(k, side)))
+                    if hits:
+                        found.extend(hits)
+                        break
+        if not found:
+            return
+        links = self.store.get_links(self.name, self.module.name, side=osd, ids=[r.id for r in found])
+        inp.links[osd].update(links)
+        for rec in found:
+            idx.add(rec)
+
+    def retry_failures(self, into: dict[str, Record], side: str) -> None:
+        """Records that failed before are re-read (current values) and planned again."""
+        wanted = self.r.retry
+        ids = [f.record_id for f in self.store.list_failures(self.name)
+               if f.module == self.module.name and f.side == side and f.code != CONFLICT_SKIPPED
+               and (not wanted or str(f.id) in wanted or f.record_id in wanted)]
+        ids = [i for i in ids if i not in into]
+        if not ids:
+            return
+        for rec in self.r.clients[side].get_many(self.api(side), ids):
+            into[rec.id] = rec
+
+    def _seen(self, side: str, rec: Record) -> None:
+        cur = self.maxmod[side]
+        if cur is None or rec.modified > cur:
+            self.maxmod[side] = rec.modified
+
+    def tick(self, phase: str, n: int) -> None:
+        if self.r.progress is not None:
+            self.r.progress(self.module.name, phase, n, None)
+
+    def move_cursors(self) -> None:
+        with self.store.transaction():
+            for side in ("left", "right"):
+                prev = _parse(self.cursor[side])
+                seen = self.maxmod.get(side)
+                value = max(x for x in (prev, seen) if x is not None) if (prev or seen) else self.r.now
+                if prev is None and seen is None:
+                    value = self.r.now
+                self.store.set_cursor(self.name, self.module.name, side, _fmt(value))
+                dprev = _parse(self.store.get_cursor(self.name, self.module.name, side, "deleted"))
+                dseen = max((d.deleted_at for d in self.deleted[side]), default=None)
+                if self.r.halt_deletes and any(o.kind == "delete" for o in self.delete_ops):
+                    dseen = None  # held-back deletes are read again next run
+                dval = max(x for x in (dprev, dseen) if x is not None) if (dprev or dseen) else self.r.now
+                self.store.set_cursor(self.name, self.module.name, side, _fmt(dval), "deleted")
+
+    # -- history -------------------------------------------------------------------------------------
+    def start_history(self) -> None:
+        for d in ("left-to-right", "right-to-left"):
+            rr = RunRecord(id=None, integration=self.name, module=self.module.name, direction=d,
+                           started=_now(self.r.clock), status="running")
+            self.history[d] = replace(rr, id=self.store.start_run(rr))
+
+    def finish_history(self) -> None:
+        calls = {"left-to-right": self.r.calls("right") - self.calls0["right"] + 0,
+                 "right-to-left": self.r.calls("left") - self.calls0["left"]}
+        for d, rr in self.history.items():
+            c = self.rep.counts[d]
+            self.store.finish_run(replace(
+                rr, ended=_now(self.r.clock), created=c["created"], updated=c["updated"], deleted=c["deleted"],
+                linked=c["linked"], conflicts=c["conflicts"], failed=c["failed"], api_calls=calls[d],
+                status=self.rep.status if self.rep.status != "paused" else "ok", message=self.rep.message))
+
+    # -- crash recovery ------------------------------------------------------------------------------
+    def resolve_journal(self) -> None:
+        for entry in self.store.journal_pending(self.name, self.module.name):
+            if entry.operation == "create":
+                self.resolve_creates(entry)
+            # updates and deletes: the cursor did not move past their source records, so this run reads
+            # them again; the merge sees the target already holds the values (zero writes), and a
+            # delete is planned again from the deleted feed.
+            self.store.journal_done(entry.id)  # type: ignore[arg-type]
+
+    def resolve_creates(self, entry: JournalEntry) -> None:
+        target = entry.target
+        src = other(target)
+        client = self.r.clients[target]
+        found_links: list[Link] = []
+        for item in entry.payload:
+            sid = str(item.get("source_id"))
+            if self.store.get_link(self.name, self.module.name, **{f"{src}_id": sid}) is not None:
+                continue
+            values = item.get("values") or {}
+            match = None
+            for fname, val in item.get("keys") or ():
+                hits = [h for h in client.search(self.api(target), fname, val)
+                        if all(self.m.same(target, k, v, h.values.get(k)) for k, v in values.items()
+                               if k in h.values)]
+                hits = [h for h in hits if self.store.get_link(self.name, self.module.name,
+                                                               **{f"{target}_id": h.id}) is None]
+                if hits:
+                    match = hits[0]
+                    break
+            if match is None:
+                continue  # never created: this run's plan creates it again
+            snap_t = self.m.snapshot(target, match.values)
+            snap_s = dict(item.get("source_values") or {})
+            found_links.append(Link(left_id=sid if src == "left" else match.id,
+                                    right_id=match.id if src == "left" else sid,
+                                    left_values=snap_s if src == "left" else snap_t,
+                                    right_values=snap_t if src == "left" else snap_s))
+        if found_links:
+            self.store.put_links(self.name, self.module.name, found_links)
+
+
+def _chain(*iterables):
+    for it in iterables:
+        yield from it
+
+
+def _plan(inp: PlanInput, order: tuple[str, ...], done: dict[str, set[str]]) -> list[Op]:
+    from engine.sync import plan as P
+
+    ops: list[Op] = []
+    for side in order:
+        for rid, rec in inp.changed.get(side, {}).items():
+            if rid in done[side]:
+                continue
+            done[side].add(rid)
+            ops.extend(P._plan_record(inp, side, rec, done))
+    return ops
+
+
+class Executor:
+    """Carries ops out: batched, journalled, concurrent up to the connection limit; commits as it goes."""
+
+    def __init__(self, mr: ModuleRun):
+        self.mr = mr
+        self.r = mr.r
+        self.store = mr.store
+        self.name = mr.name
+        self.module = mr.module
+
+    def count(self, op: Op, kind: str | None = None) -> None:
+        k = OP_TO_COUNT[kind or op.kind]
+        d = _direction(op.target) if op.kind not in ("fail", "skip") else \
+            ("left-to-right" if op.target == "left" else "right-to-left")
+        self.mr.rep.add(d, k)
+        kinds = {n: self.mr.m.info(op.target, n).kind for n in op.values}
+        self.mr.rep.sample(kind or op.kind, sample_of(op, kinds))
+
+    def execute(self, ops: list[Op]) -> None:
+        if not ops:
+            return
+        if self.r.dry_run:
+            for op in ops:
+                if op.kind == "link" and op.code == "refresh":
+                    continue
+                self.count(op)
+            return
+        writes = [o for o in ops if o.kind in ("create", "update", "delete")]
+        results = self.send(writes)
+        pair_ok: dict[str, bool] = {}
+        for op, res in zip(writes, results):
+            if op.pair:
+                pair_ok[op.pair] = pair_ok.get(op.pair, True) and res[0].ok
+        put: list[Link] = []
+        failures: list[Failure] = []
+        resolved: dict[str, list[str]] = {"left": [], "right": []}
+        unlink: dict[str, list[str]] = {"left": [], "right": []}
+        now = _now(self.r.clock)
+        done_pairs: set[str] = set()
+        for op, (res, _entry) in zip(writes, results):
+            src = other(op.target)
+            if res.ok:
+                self.count(op)
+                if op.kind == "delete":
+                    unlink[src].append(op.source_id or "")
+                elif pair_ok.get(op.pair) and op.pair not in done_pairs:
+                    done_pairs.add(op.pair)
+                    link = op.link
+                    if op.kind == "create" and link is not None:
+                        link = replace(link, **{f"{op.target}_id": res.id or ""}, synced_at=now)
+                    if link is not None:
+                        put.append(replace(link, synced_at=now))
+                    resolved[src].append(op.source_id or "")
+            else:
+                code = MANDATORY_MISSING if res.code in ("MANDATORY_NOT_FOUND", "MANDATORY_MISSING") else REJECTED_BY_APP
+                self.count(op, "fail")
+                failures.append(Failure(id=None, integration=self.name, module=self.module.name,
+                                        side=src if op.kind != "delete" else op.target,
+                                        record_id=(op.source_id if op.kind != "delete" else op.target_id) or "",
+                                        code=code, app_code=res.code,
+                                        message=(res.message or res.code) + (f" (field {res.field})" if res.field else ""),
+                                        first_seen=now, last_seen=now))
+        for op in ops:
+            if op.kind == "link":
+                if op.code != "refresh":
+                    self.count(op)
+                put.append(replace(op.link, synced_at=now))  # type: ignore[arg-type]
+                resolved[op.side].append(op.source_id or "")
+            elif op.kind == "unlink":
+                self.count(op)
+                src = other(op.target)
+                unlink[src].append(op.source_id or "")
+                if op.code != "both-deleted":  # the partner stays: keep a tombstone so it is never revived
+                    lid = TOMBSTONE + (op.source_id or "") if src == "left" else op.target_id
+                    rid = op.target_id if src == "left" else TOMBSTONE + (op.source_id or "")
+                    put.append(Link(left_id=lid or "", right_id=rid or "", synced_at=now))
+            elif op.kind in ("fail", "conflict") and (op.kind == "fail" or op.code == CONFLICT_SKIPPED):
+                self.count(op)
+                failures.append(Failure(id=None, integration=self.name, module=self.module.name, side=op.target,
+                                        record_id=op.source_id or "", code=op.code, message=op.message,
+                                        first_seen=now, last_seen=now))
+            elif op.kind in ("conflict", "skip"):
+                self.count(op)
+        entries = {e.id for _, (_, e) in zip(writes, results) if e is not None}
+        for op, (res, e) in zip(writes, results):
+            if e is not None and op.kind == "create" and not res.ok and \
+                    (res.transient or res.details.get("request_level")):
+                entries.discard(e.id)  # it may have landed: the next run looks it up before creating again
+        with self.store.transaction():
+            for side in ("left", "right"):
+                if unlink[side]:
+                    self.store.delete_links(self.name, self.module.name, side=side, ids=unlink[side])
+            if put:
+                self.store.put_links(self.name, self.module.name, put)
+            for f in failures:
+                self.store.add_failure(f)
+            for side in ("left", "right"):
+                ids = [i for i in resolved[side] if i]
+                if ids:
+                    self.store.resolve_failures(self.name, self.module.name, side, ids)
+            for eid in entries:
+                self.store.journal_done(eid)  # type: ignore[arg-type]
+        if unlink["left"] or unlink["right"] or put:
+            self.r.resolver.forget(self.module.name)
+
+    def send(self, writes: list[Op]) -> list[tuple[WriteResult, JournalEntry | None]]:
+        """Every write batch journalled, then sent concurrently; one (result, entry) per op, in order."""
+        if not writes:
+            return []
+        batches: list[tuple[str, str, list[int]]] = []
+        groups: dict[tuple[str, str], list[int]] = {}
+        for i, op in enumerate(writes):
+            groups.setdefault((op.target, op.kind), []).append(i)
+        for (target, kind), idxs in groups.items():
+            for j in range(0, len(idxs), BATCH):
+                batches.append((target, kind, idxs[j:j + BATCH]))
+        entries: dict[int, JournalEntry] = {}
+        for bi, (target, kind, idxs) in enumerate(batches):
+            payload = tuple({"source_id": writes[i].source_id, "target_id": writes[i].target_id,
+                             "values": dict(writes[i].values), "keys": [list(k) for k in writes[i].keys],
+                             "source_values": dict(writes[i].link.left_values if target == "right"
+                                                   else writes[i].link.right_values) if writes[i].link else {}}
+                            for i in idxs)
+            entry = JournalEntry(id=None, integration=self.name, module=self.module.name, target=target,
+                                 operation=kind, payload=payload, created=_now(self.r.clock))
+            entries[bi] = replace(entry, id=self.store.journal_add(entry))
+        results: list[WriteResult | None] = [None] * len(writes)
+        workers = max(1, min(len(batches), self.r.concurrency("left"), self.r.concurrency("right")))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futs = [pool.submit(self._send_one, target, kind, [writes[i] for i in idxs])
+                    for target, kind, idxs in batches]
+            for (target, kind, idxs), fut in zip(batches, futs):
+                for i, res in zip(idxs, fut.result()):
+                    results[i] = res
+        # transient per-record failures (429/5xx for that record): one more attempt
+        retry = [i for i, r in enumerate(results) if r is not None and not r.ok and r.transient]
+        if retry:
+            again: dict[tuple[str, str], list[int]] = {}
+            for i in retry:
+                again.setdefault((writes[i].target, writes[i].kind), []).append(i)
+            for (target, kind), idxs in again.items():
+                for j in range(0, len(idxs), BATCH):
+                    part = idxs[j:j + BATCH]
+                    for i, res in zip(part, self._send_one(target, kind, [writes[i] for i in part])):
+                        results[i] = res
+        out: list[tuple[WriteResult, JournalEntry | None]] = []
+        owner: dict[int, JournalEntry] = {}
+        for bi, (_, _, idxs) in enumerate(batches):
+            for i in idxs:
+                owner[i] = entries[bi]
+        for i, res in enumerate(results):
+            out.append((res or WriteResult(ok=False, code="NO_RESULT", message="the app returned no result"),
+                        owner.get(i)))
+        return out
+
+    def _send_one(self, target: str, kind: str, ops: list[Op]) -> list[WriteResult]:
+        client = self.r.clients[target]
+        api = self.mr.api(target)
+        try:
+            if kind == "create":
+                res = client.create_many(api, [dict(o.values) for o in ops])
+            elif kind == "update":
+                res = client.update_many(api, [(o.target_id or "", dict(o.values)) for o in ops])
+            else:
+                res = client.delete_many(api, [o.target_id or "" for o in ops])
+        except AppError as exc:
+            if exc.transient:
+                raise
+            res = [WriteResult(ok=False, code=exc.code or type(exc).__name__, message=str(exc)) for _ in ops]
+        if len(res) != len(ops):
+            raise SyncError(f"{target} {api} {kind}: {len(res)} results for {len(ops)} records")
+        return res
+
+
+def sync_integration(integration: Integration, *, store: StateStore, left: AppClient, right: AppClient,
+                     modules: Iterable[str] | None = None, full: bool = False, dry_run: bool = False,
+                     clock: Callable[[], datetime] | None = None, progress: Progress | None = None) -> SyncReport:
+    """Run (or, with ``dry_run``, only plan) one sync of ``integration``; see the module docstring."""
+    return Run(integration, store=store, left=left, right=right, full=full, dry_run=dry_run, clock=clock,
+               progress=progress).run(modules)
+
+
+def retry_failures(integration: Integration, *, store: StateStore, left: AppClient, right: AppClient,
+                   ids: Iterable[Any] | None = None, modules: Iterable[str] | None = None,
+                   clock: Callable[[], datetime] | None = None, progress: Progress | None = None) -> SyncReport:
+    """Retry failed records (all, or those whose failure id or record id is in ``ids``): their current
+    values are re-read first (get_many), then planned and executed like any change. Cursors stay."""
+    run = Run(integration, store=store, left=left, right=right, full=False, dry_run=False, clock=clock,
+              progress=progress)
+    run.retry = set(ids or ())
+    wanted = {str(i) for i in run.retry} | {i for i in run.retry if isinstance(i, int)}
+    run.retry = wanted
+    if modules is None:
+        failing = {f.module for f in store.list_failures(integration.name)}
+        modules = [m.name for m in integration.modules if m.name in failing]
+        if not modules:
+            return run.report
+    return run.run(modules)
