@@ -1,0 +1,195 @@
+"""SQLite storage of the sandbox: one ``records`` table for every app and module, values as JSON.
+
+Rows are never removed by a delete: ``deleted`` holds the deletion time (UTC, second precision) and
+``deleted_type`` ``recycle`` or ``permanent``, which is what the apps' deleted-records feeds and
+recycle bins list. One connection guarded by a re-entrant lock serves every thread of the threaded
+server; file databases use WAL.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    app TEXT NOT NULL,
+    module TEXT NOT NULL,
+    id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    created TEXT NOT NULL,
+    modified TEXT NOT NULL,
+    deleted TEXT,
+    deleted_type TEXT,
+    deleted_by TEXT,
+    data TEXT NOT NULL,
+    PRIMARY KEY (app, module, id)
+);
+CREATE INDEX IF NOT EXISTS records_modified ON records (app, module, deleted, modified, id);
+CREATE INDEX IF NOT EXISTS records_seq ON records (app, module, deleted, seq);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+# Id bases per app: CRM and Bigin ids are 19-digit strings, Desk ids 16-digit strings.
+ID_BASE = {
+    "bigin": 4_876_876_000_000_000_000,
+    "zoho_crm": 5_725_767_000_000_000_000,
+    "zoho_desk": 1_892_000_000_000_000,
+    "zoho_bookings": 3_913_000_000_000_000_000,
+}
+
+
+@dataclass(slots=True)
+class Row:
+    app: str
+    module: str
+    id: str
+    seq: int
+    created: str
+    modified: str
+    deleted: str | None
+    deleted_type: str | None
+    deleted_by: str | None
+    data: dict[str, Any]
+
+
+def _row(r: tuple) -> Row:
+    return Row(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], json.loads(r[9]))
+
+
+_COLS = "app, module, id, seq, created, modified, deleted, deleted_type, deleted_by, data"
+
+
+class Store:
+    def __init__(self, db_path: str) -> None:
+        self.path = db_path
+        self.lock = threading.RLock()
+        self.conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
+        if db_path != ":memory:" and not db_path.startswith("file::memory:"):
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    # ids and counters -------------------------------------------------------------------------
+    def _counter(self, key: str, start: int) -> int:
+        with self.lock:
+            cur = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+            value = int(cur[0]) + 1 if cur else start
+            self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(value)))
+            return value
+
+    def new_id(self, app: str) -> str:
+        n = self._counter(f"id:{app}", 1)
+        return str(ID_BASE[app] + 1000 + n * 3)
+
+    def next_seq(self) -> int:
+        return self._counter("seq", 1)
+
+    def next_number(self, key: str) -> int:
+        return self._counter(f"num:{key}", 1)
+
+    def get_meta(self, key: str) -> str | None:
+        with self.lock:
+            r = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+            return r[0] if r else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.lock:
+            self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # records ----------------------------------------------------------------------------------
+    def insert(self, app: str, module: str, rid: str, data: dict[str, Any], now: str) -> Row:
+        with self.lock:
+            seq = self.next_seq()
+            self.conn.execute(
+                f"INSERT INTO records ({_COLS}) VALUES (?,?,?,?,?,?,NULL,NULL,NULL,?)",
+                (app, module, rid, seq, now, now, json.dumps(data, separators=(",", ":"))),
+            )
+            return Row(app, module, rid, seq, now, now, None, None, None, data)
+
+    def update(self, row: Row, data: dict[str, Any], now: str) -> Row:
+        with self.lock:
+            seq = self.next_seq()
+            self.conn.execute(
+                "UPDATE records SET data=?, modified=?, seq=? WHERE app=? AND module=? AND id=?",
+                (json.dumps(data, separators=(",", ":")), now, seq, row.app, row.module, row.id),
+            )
+            return Row(row.app, row.module, row.id, seq, row.created, now, None, None, None, data)
+
+    def mark_deleted(self, row: Row, now: str, kind: str = "recycle", by: str | None = None) -> None:
+        with self.lock:
+            self.conn.execute(
+                "UPDATE records SET deleted=?, deleted_type=?, deleted_by=?, seq=? "
+                "WHERE app=? AND module=? AND id=?",
+                (now, kind, by, self.next_seq(), row.app, row.module, row.id),
+            )
+
+    def get(self, app: str, module: str, rid: str, *, include_deleted: bool = False) -> Row | None:
+        with self.lock:
+            r = self.conn.execute(
+                f"SELECT {_COLS} FROM records WHERE app=? AND module=? AND id=?"
+                + ("" if include_deleted else " AND deleted IS NULL"),
+                (app, module, rid),
+            ).fetchone()
+        return _row(r) if r else None
+
+    def find_any_module(self, app: str, rid: str) -> Row | None:
+        with self.lock:
+            r = self.conn.execute(
+                f"SELECT {_COLS} FROM records WHERE app=? AND id=? AND deleted IS NULL", (app, rid)
+            ).fetchone()
+        return _row(r) if r else None
+
+    def query(self, app: str, module: str, *, where: str = "", params: Iterable[Any] = (),
+              order: str = "seq", limit: int | None = None, offset: int = 0,
+              deleted: bool = False) -> list[Row]:
+        sql = f"SELECT {_COLS} FROM records WHERE app=? AND module=? AND deleted IS " + (
+            "NOT NULL" if deleted else "NULL")
+        if where:
+            sql += f" AND ({where})"
+        sql += f" ORDER BY {order}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
+        with self.lock:
+            rows = self.conn.execute(sql, (app, module, *params)).fetchall()
+        return [_row(r) for r in rows]
+
+    def count(self, app: str, module: str, *, where: str = "", params: Iterable[Any] = (),
+              deleted: bool = False) -> int:
+        sql = "SELECT COUNT(*) FROM records WHERE app=? AND module=? AND deleted IS " + (
+            "NOT NULL" if deleted else "NULL")
+        if where:
+            sql += f" AND ({where})"
+        with self.lock:
+            return int(self.conn.execute(sql, (app, module, *params)).fetchone()[0])
+
+    def all(self, app: str, module: str) -> list[Row]:
+        return self.query(app, module)
+
+    def reset(self, app: str | None = None) -> None:
+        with self.lock:
+            if app is None:
+                self.conn.execute("DELETE FROM records")
+                self.conn.execute("DELETE FROM meta")
+            else:
+                self.conn.execute("DELETE FROM records WHERE app=?", (app,))
