@@ -1,0 +1,67 @@
+"""Secrets never reach a plan: redaction at the source, before the plan value exists.
+
+Specs hold secret *references* only, but a value can still sneak in (a template that inlines an
+environment variable, a token pasted into a description). Every string of the plan is scrubbed of
+the values behind the connections' secret references, and of anything under a key that names a
+secret. What remains is safe to print, save, post to a pull request and store as deployed state.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+REDACTED = "(sensitive)"
+_SECRET_KEYS = ("secret", "token", "password", "api_key", "apikey")
+_MIN_LEN = 4  # shorter values would scrub ordinary words
+
+
+def secret_values(connections: Iterable[Mapping[str, Any]], root: str | Path = ".") -> tuple[str, ...]:
+    """The values behind every ``{env: ...}`` / ``{file: ...}`` reference of these connection dicts."""
+    found: set[str] = set()
+    for conn in connections:
+        for ref in (conn.get("auth") or {}).values():
+            if not isinstance(ref, Mapping):
+                continue
+            value = None
+            if "env" in ref:
+                value = os.environ.get(str(ref["env"]))
+            elif "file" in ref:
+                path = Path(root) / str(ref["file"])
+                try:
+                    if path.is_file() and path.stat().st_size < 65536:
+                        value = path.read_text("utf-8", errors="replace").strip()
+                except OSError:
+                    value = None
+            if value and len(value) >= _MIN_LEN:
+                found.add(value)
+    return tuple(sorted(found, key=len, reverse=True))
+
+
+def redactor(values: Iterable[str]) -> "Any":
+    secrets = tuple(sorted({v for v in values if v and len(v) >= _MIN_LEN}, key=len, reverse=True))
+
+    def scrub(obj: Any, key: str = "") -> Any:
+        if isinstance(obj, str):
+            if key and any(s in key.lower() for s in _SECRET_KEYS) and not key.lower().endswith("_ref"):
+                return REDACTED
+            for s in secrets:
+                if s in obj:
+                    obj = obj.replace(s, REDACTED)
+            return obj
+        if isinstance(obj, Mapping):
+            # auth maps hold references ({env: NAME}): keep those, they are not values
+            return {k: (dict(v) if k == "auth" and _refs_only(v) else scrub(v, str(k))) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [scrub(x, key) for x in obj]
+        return obj
+
+    return scrub
+
+
+def _refs_only(v: Any) -> bool:
+    return isinstance(v, Mapping) and all(
+        isinstance(r, Mapping) and set(r) <= {"env", "file"} and all(isinstance(x, str) for x in r.values())
+        for r in v.values())

@@ -1,0 +1,381 @@
+"""The library's front door: a ``Session`` (specs, state, app clients) and what the CLI calls.
+
+    with open_session(root=".") as s:
+        p = plan(s)                       # a Plan value (engine.plan.model)
+        result = apply_plan(s, p)         # lock, freshness, one transaction, then the syncs
+
+The CLI parses and renders; everything that decides lives here and below.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import StalePlanError, StateError, UsageError, did_you_mean
+
+if TYPE_CHECKING:
+    from engine.apply.interpreter import ApplyResult
+    from engine.plan.model import Plan
+    from engine.spec.model import Connection, Workspace
+    from engine.state.base import StateStore
+
+
+class Session:
+    """Specs, the state store and app clients of one working directory. Open with ``open_session``."""
+
+    def __init__(self, *, root: str | os.PathLike[str] = ".", state_url: str = "sqlite:///.syncform/state.db",
+                 variables: Mapping[str, Any] | None = None, var_files: Sequence[str] = (),
+                 clock: Callable[[], datetime] | None = None, transport: Any = None):
+        self.root = Path(root)
+        self.state_url = state_url
+        self.variables = dict(variables or {})
+        self.var_files = tuple(var_files)
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.transport = transport  # an httpx transport for every client (tests), else each app's own
+        self.warnings: tuple[Any, ...] = ()
+        self._specs: dict[tuple[str, ...], Workspace] = {}
+        self._store: StateStore | None = None
+        self._clients: dict[str, Any] = {}
+
+    # --- specs -------------------------------------------------------------------------------------
+    def specs(self, paths: Sequence[str] = (), *, reload: bool = False) -> "Workspace":
+        from engine.spec import load_workspace
+
+        key = tuple(str(p) for p in paths)
+        if reload or key not in self._specs:
+            ws, warnings = load_workspace(key, variables=self.variables, var_files=self.var_files, root=self.root)
+            self._specs[key] = ws
+            self.warnings = tuple(warnings)
+        return self._specs[key]
+
+    # --- state -------------------------------------------------------------------------------------
+    def store(self) -> "StateStore":
+        if self._store is None:
+            from engine.state import open_store
+
+            self._store = open_store(self.state_url, base=self.root)
+        return self._store
+
+    # --- apps --------------------------------------------------------------------------------------
+    def connection(self, name: str) -> "Connection":
+        """The connection called ``name``: from the loaded specs, else from the deployed state."""
+        for ws in self._specs.values():
+            conn = ws.connection(name)
+            if conn is not None:
+                return conn
+        from engine.spec.serialize import connection_from_dict
+
+        known: set[str] = set()
+        for d in self.store().list_deployed():
+            for c in d.spec.get("connections", ()):
+                if c["name"] == name:
+                    return connection_from_dict(c)
+                known.add(c["name"])
+        for ws in self._specs.values():
+            known |= {c.name for c in ws.connections}
+        raise UsageError(f'no connection "{name}" in the specs or the deployed state{did_you_mean(name, known)}')
+
+    def client(self, connection_name: str) -> Any:
+        if connection_name not in self._clients:
+            from engine.apps.registry import open_client
+
+            conn = self.connection(connection_name)
+            kwargs = {"transport": self.transport} if self.transport is not None else {}
+            self._clients[connection_name] = open_client(conn, workdir=self.root, **kwargs)
+        return self._clients[connection_name]
+
+    def close(self) -> None:
+        for c in self._clients.values():
+            try:
+                c.close()
+            except Exception:  # closing is best effort
+                pass
+        self._clients.clear()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_session(*, root: str | os.PathLike[str] = ".", state_url: str = "sqlite:///.syncform/state.db",
+                 variables: Mapping[str, Any] | None = None, var_files: Sequence[str] = (),
+                 clock: Callable[[], datetime] | None = None, transport: Any = None) -> Session:
+    return Session(root=root, state_url=state_url, variables=variables, var_files=var_files, clock=clock,
+                   transport=transport)
+
+
+def who() -> str:
+    from engine.state.sqlite import _whoami
+
+    return f"{_whoami()}@{socket.gethostname()}"
+
+
+def git_commit(root: str | os.PathLike[str]) -> str | None:
+    """The commit the specs come from: ``GITHUB_SHA`` in Actions, else ``git rev-parse HEAD``."""
+    if os.environ.get("GITHUB_SHA"):
+        return os.environ["GITHUB_SHA"]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=str(root), capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+# --- plan ------------------------------------------------------------------------------------------
+
+def _desired(session: Session, paths: Sequence[str]) -> dict[str, dict[str, Any]]:
+    from engine.spec.serialize import deployed_spec
+
+    ws = session.specs(paths)
+    return {i.name: deployed_spec(i, ws.connections) for i in ws.integrations}
+
+
+def _redactor(session: Session, desired: Mapping[str, Mapping[str, Any]]) -> Callable[[Any], Any]:
+    from engine.plan.redact import redactor, secret_values
+
+    conns: list[Mapping[str, Any]] = [c for spec in desired.values() for c in spec.get("connections", ())]
+    for ws in session._specs.values():
+        from engine.spec.serialize import connection_to_dict
+
+        conns += [connection_to_dict(c) for c in ws.connections]
+    return redactor(secret_values(conns, session.root))
+
+
+def _live(session: Session, notes: list[str]) -> Callable[[Mapping[str, Any], str], Any]:
+    cache: dict[tuple[str, str], Any] = {}
+
+    def fields(conn: Mapping[str, Any], module: str) -> Any:
+        key = (conn["name"], module)
+        if key not in cache:
+            try:
+                cache[key] = session.client(conn["name"]).fields(module)
+            except (NotImplementedError, ImportError) as exc:
+                notes.append(f"live fields of {conn['name']} {module} not refreshed ({type(exc).__name__})")
+                cache[key] = None
+        return cache[key]
+
+    return fields
+
+
+def plan(session: Session, paths: Sequence[str] = (), *, refresh: bool = True, prune: bool | None = None,
+         now: datetime | None = None, plan_id: str | None = None) -> "Plan":
+    """Diff the specs under ``paths`` against the state (and, with ``refresh``, the live apps).
+
+    ``prune`` (default: only when planning the whole repository, i.e. no ``paths``) plans the removal
+    of deployed integrations the specs no longer declare.
+    """
+    from dataclasses import replace
+
+    from engine.plan.diff import build_plan
+
+    desired = _desired(session, paths)
+    store = session.store()
+    deployed = {d.name: d for d in store.list_deployed()}
+    notes: list[str] = []
+    p = build_plan(desired, deployed, lineage=store.lineage(), serial=store.serial(),
+                   live=_live(session, notes) if refresh else None, prune=(not paths) if prune is None else prune,
+                   paths=tuple(str(x) for x in paths), now=now or session.clock(), plan_id=plan_id,
+                   redact=_redactor(session, desired), version=_version())
+    if notes:
+        p = replace(p, notes=p.notes + tuple(notes))
+    return p
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("syncform")
+    except Exception:
+        return ""
+
+
+def preview(session: Session, p: "Plan") -> list[tuple[str, Any]]:
+    """The record-level impact of the plan's syncs, from the sync engine's dry run."""
+    try:
+        import engine.sync as sync
+    except ImportError:
+        sync = None  # type: ignore[assignment]
+    fn = getattr(sync, "preview", None) if sync is not None else None
+    if fn is None:
+        raise UsageError("--preview is not available yet: this build's sync engine has no dry-run preview")
+    from engine.spec.serialize import integration_from_dict
+
+    out = []
+    for step in p.steps:
+        if step.type == "put_integration" and step.payload:
+            integration = integration_from_dict(step.payload["spec"]["integration"])
+            modules = sorted({s.module for s in p.steps if s.is_sync and s.integration == step.integration})
+            if not modules:
+                continue
+            out.append((integration.name, fn(integration, store=session.store(),
+                                             left=session.client(integration.left.connection),
+                                             right=session.client(integration.right.connection), modules=modules)))
+    return out
+
+
+# --- apply -----------------------------------------------------------------------------------------
+
+def verify_specs(session: Session, p: "Plan") -> None:
+    """Refuse a saved plan whose specs have changed since it was made (the plan would not be what's in git)."""
+    from engine.plan.diff import build_plan
+
+    desired = _desired(session, p.paths)
+    check = build_plan(desired, {}, lineage="", serial=0, redact=_redactor(session, desired))
+    if check.spec_hash != p.spec_hash:
+        raise StalePlanError(
+            f"the specs changed since the plan {p.id} was made (spec hash {p.spec_hash[:19]} then, "
+            f"{check.spec_hash[:19]} now); run plan again and review the new plan")
+
+
+def apply_plan(session: Session, p: "Plan", *, sync: bool = True, check_specs: bool = False,
+               lock_timeout: float = 10.0, progress: Callable[[str], None] | None = None,
+               operation: str = "apply") -> "ApplyResult":
+    from engine.apply.interpreter import Applier
+
+    if check_specs:
+        verify_specs(session, p)
+    applier = Applier(p, store=session.store(), clients=session.client, sync=sync, who=who(),
+                      commit=git_commit(session.root), clock=session.clock, progress=progress,
+                      lock_timeout=lock_timeout, operation=operation)
+    return applier.run()
+
+
+# --- status, pause, resume, destroy ------------------------------------------------------------------
+
+def status(session: Session, name: str | None = None) -> dict[str, Any]:
+    store = session.store()
+    deployed = store.list_deployed()
+    if name is not None:
+        deployed = [d for d in deployed if d.name == name]
+        if not deployed:
+            raise StateError(f'integration "{name}" is not deployed'
+                             f"{did_you_mean(name, [d.name for d in store.list_deployed()])}")
+    lock = store.lock_info()
+    out: dict[str, Any] = {
+        "state": store.url, "lineage": store.lineage(), "serial": store.serial(),
+        "lock": None if lock is None else {"id": lock.id, "who": lock.who, "host": lock.host, "pid": lock.pid,
+                                           "operation": lock.operation, "since": lock.since.isoformat()},
+        "integrations": [],
+    }
+    for d in deployed:
+        spec = d.spec.get("integration", {})
+        runs = store.list_runs(d.name)
+        failures = store.list_failures(d.name)
+        modules = []
+        for m in spec.get("modules", ()):
+            last = next((r for r in runs if r.module == m["name"]), None)
+            modules.append({
+                "name": m["name"], "left": m["left"], "right": m["right"], "direction": m.get("direction"),
+                "enabled": m.get("enabled", True), "links": store.count_links(d.name, m["name"]),
+                "cursors": {side: store.get_cursor(d.name, m["name"], side) for side in ("left", "right")},
+                "last_run": None if last is None else {"started": last.started.isoformat(), "status": last.status,
+                                                       "created": last.created, "updated": last.updated,
+                                                       "deleted": last.deleted, "failed": last.failed},
+                "failures": sum(1 for f in failures if f.module == m["name"]),
+            })
+        out["integrations"].append({
+            "name": d.name, "paused": d.paused, "spec_hash": d.spec_hash,
+            "applied_at": d.applied_at.isoformat() if d.applied_at else None,
+            "left": spec.get("left"), "right": spec.get("right"), "modules": modules,
+        })
+    return out
+
+
+def _require(store: "StateStore", name: str) -> Any:
+    d = store.get_deployed(name)
+    if d is None:
+        raise StateError(f'integration "{name}" is not deployed'
+                         f"{did_you_mean(name, [x.name for x in store.list_deployed()])}")
+    return d
+
+
+def pause(session: Session, name: str, *, lock_timeout: float = 10.0) -> bool:
+    """Pause ``name``; False when it already was. Links and cursors are kept: nothing is lost meanwhile."""
+    store = session.store()
+    lock = store.acquire_lock("pause", timeout=lock_timeout)
+    try:
+        d = _require(store, name)
+        if d.paused:
+            return False
+        with store.transaction():
+            store.set_paused(name, True)
+            store.set_meta(f"paused-by-cli:{name}", "1")
+        return True
+    finally:
+        store.release_lock(lock.id)
+
+
+def resume(session: Session, name: str, *, lock_timeout: float = 10.0) -> bool:
+    """Resume ``name``; False when it was not paused. The next sync picks up what changed meanwhile."""
+    store = session.store()
+    lock = store.acquire_lock("resume", timeout=lock_timeout)
+    try:
+        d = _require(store, name)
+        if d.spec.get("integration", {}).get("paused"):
+            raise UsageError(f"{name} is paused by its spec (paused: true): set paused: false and apply")
+        if not d.paused:
+            return False
+        with store.transaction():
+            store.set_paused(name, False)
+            store.set_meta(f"paused-by-cli:{name}", "")
+        return True
+    finally:
+        store.release_lock(lock.id)
+
+
+def destroy_plan(session: Session, name: str, *, now: datetime | None = None) -> "Plan":
+    """The plan that stops and forgets ``name`` (records stay in both apps)."""
+    from engine.plan.diff import build_plan
+
+    store = session.store()
+    d = _require(store, name)
+    return build_plan({}, {name: d}, lineage=store.lineage(), serial=store.serial(), prune=True,
+                      now=now or session.clock(), version=_version())
+
+
+# --- reconcile ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class ReconcileRun:
+    number: int
+    plan: "Plan"
+    result: "ApplyResult | None"  # None when there was nothing to do
+
+
+def reconcile(session: Session, paths: Sequence[str] = (), *, prune: bool = False, sync: bool = True,
+              refresh: bool = False, interval: float | None = None, max_runs: int | None = None,
+              sleep: Callable[[float], None] = time.sleep,
+              progress: Callable[[str], None] | None = None) -> Iterator[ReconcileRun]:
+    """Make everything deployed equal the specs, auto-approved; yields one ``ReconcileRun`` per pass.
+
+    Deployed integrations gone from the specs are removed only with ``prune``. Without ``interval`` it
+    runs once; with it, it runs every ``interval`` seconds (re-reading the specs) until ``max_runs``.
+    """
+    runs = 0
+    while True:
+        runs += 1
+        p = plan(session, paths, refresh=refresh, prune=prune) if runs == 1 else _replan(session, paths, refresh, prune)
+        result = apply_plan(session, p, sync=sync, progress=progress, operation="reconcile") if p.has_changes else None
+        yield ReconcileRun(runs, p, result)
+        if interval is None or (max_runs is not None and runs >= max_runs):
+            return
+        sleep(interval)
+
+
+def _replan(session: Session, paths: Sequence[str], refresh: bool, prune: bool) -> "Plan":
+    session.specs(paths, reload=True)
+    return plan(session, paths, refresh=refresh, prune=prune)
