@@ -36,7 +36,7 @@ from engine.sync.report import OP_TO_COUNT, ModuleReport, SyncReport, sample_of
 
 log = logging.getLogger(__name__)
 
-OVERLAP = timedelta(minutes=2)
+OVERLAP = timedelta(seconds=30)  # re-read window behind each cursor: late commits at the boundary
 BATCH = 100
 SEARCH_LIMIT = 20  # unlinked records per module run looked up by search; beyond, the other side is read once
 Progress = Callable[[str, str, int, int | None], None]  # (module, phase, done, total)
