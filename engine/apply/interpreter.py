@@ -195,10 +195,22 @@ class Applier:
             left = self.clients(integration.left.connection)
             right = self.clients(integration.right.connection)
             report = entry(integration, store=self.store, left=left, right=right, modules=[step.module],
-                           full=full, clock=self.clock, progress=self.progress)
+                           full=full, clock=self.clock, progress=self._sync_progress(step.integration))
         except SyncformError as exc:
             return StepResult(step, "failed", f"{what}: {exc}")
-        return StepResult(step, "done", f"{what}: {_report_text(report)}", report)
+        ok = getattr(report, "ok", True)
+        return StepResult(step, "done" if ok else "failed", f"{what}: {_report_text(report)}", report)
+
+    def _sync_progress(self, integration: str) -> Callable[..., None]:
+        """The sync engine reports (module, phase, done, total); say each phase once."""
+        seen: set[tuple[str, str]] = set()
+
+        def progress(module: str, phase: str, done: int = 0, total: int | None = None) -> None:
+            if (module, phase) not in seen:
+                seen.add((module, phase))
+                self.progress(f"{integration}.{module}: {phase}")
+
+        return progress
 
 
 def _report_text(report: Any) -> str:
@@ -210,9 +222,12 @@ def _report_text(report: Any) -> str:
                 return str(fn())
             except Exception:  # pragma: no cover - a report that cannot describe itself
                 break
-    counts = []
-    for name in ("created", "updated", "deleted", "linked", "failed"):
-        value = getattr(report, name, None)
-        if isinstance(value, int):
-            counts.append(f"{value} {name}")
-    return ", ".join(counts) if counts else "done"
+    total = getattr(report, "total", None)
+    if not callable(total):
+        return "done"
+    counts = [f"{total(k)} {k}" for k in ("created", "updated", "deleted", "linked", "failed")]
+    message = getattr(report, "message", "") or ""
+    for m in getattr(report, "modules", ()):
+        if getattr(m, "message", ""):
+            message = m.message
+    return ", ".join(counts) + (f" ({message})" if message else "")

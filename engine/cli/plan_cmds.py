@@ -25,8 +25,9 @@ def _color(ctx: click.Context) -> bool:
 
 
 def _warnings(session: Any) -> None:
-    for w in session.warnings:
-        click.echo(str(w), err=True)
+    """Plans stay short: validation warnings are counted here; ``syncform validate`` lists them."""
+    if session.warnings:
+        click.echo(f"{len(session.warnings)} validation warning(s): run syncform validate to see them", err=True)
 
 
 def _progress(msg: str) -> None:

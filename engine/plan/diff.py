@@ -242,7 +242,7 @@ def _update_integration(b: _Builder, name: str, want: Mapping[str, Any], have: D
             full.append(mname)
         count = len(b.changes)
         _diff_module(b, addr, nm, om, forget, full, backfill, catch_up)
-        if len(b.changes) == count:
+        if len(b.changes) == count and not side_moved:
             b.change(addr, "no-op", None, None, "metadata", "unchanged")
 
     changed = any(c.action != "no-op" for c in b.changes[before_len:])

@@ -183,18 +183,16 @@ def render_markdown(plan: Mapping[str, Any], *, max_chars: int = 60000, max_rows
 
 
 def _diff_prefix(body: str) -> str:
-    """GitHub's ``diff`` highlighting keys on the first column: move each change's symbol there."""
+    """GitHub's ``diff`` highlighting keys on the first column: put each change's symbol there
+    (``+`` create, ``-`` destroy, ``!`` update or rebuild) and indent everything else."""
     lines = []
     for line in body.splitlines():
         stripped = line.lstrip()
-        if stripped.startswith(("-/+ ", "~ ")):
-            lines.append("!" + line[1:])
-        elif stripped.startswith("+ "):
-            lines.append("+" + line[1:])
-        elif stripped.startswith("- "):
-            lines.append("-" + line[1:])
+        head, _, rest = stripped.partition(" ")
+        if line.startswith("  ") and head in ("+", "-", "~", "-/+") and rest:
+            lines.append({"+": "+", "-": "-"}.get(head, "!") + " " + (rest if head != "-/+" else "-/+ " + rest))
         else:
-            lines.append(line)
+            lines.append("  " + line if line else line)
     return "\n".join(lines) + "\n"
 
 
