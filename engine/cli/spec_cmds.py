@@ -65,6 +65,7 @@ def fmt(ctx: click.Context, paths: tuple[str, ...], check: bool) -> int:
 
     results = format_paths(paths, check=check)
     changed = 0
+    failed = sum(1 for r in results if r.failed)
     for r in results:
         if r.note:
             click.echo(f"{r.file}: {r.note}", err=True)
@@ -73,6 +74,8 @@ def fmt(ctx: click.Context, paths: tuple[str, ...], check: bool) -> int:
             click.echo(f"{'would reformat' if check else 'reformatted'} {r.file}")
     if check and changed:
         click.echo(f"{changed} file(s) would change; run `syncform fmt`", err=True)
+        return 1
+    if failed:
         return 1
     if not changed:
         click.echo(f"{len(results)} file(s) already formatted.")

@@ -236,8 +236,10 @@ def render(text: str, display: str, variables: dict[str, Any]) -> tuple[str | No
         return None, [_diag(display, line, _template_col(text, line), _template_message(exc), "template")]
     except (RecursionError, MemoryError, OverflowError, ArithmeticError, TypeError, ValueError) as exc:
         line = _template_lineno(exc) or 1
-        return None, [_diag(display, line, _template_col(text, line),
-                            f"template error: {type(exc).__name__}: {exc}"[:300], "template")]
+        msg = f"template error: {type(exc).__name__}: {exc}"[:300]
+        if "no loader" in str(exc):
+            msg = "template code not allowed: include, import and extends cannot read other files"
+        return None, [_diag(display, line, _template_col(text, line), msg, "template")]
     if len(out) > MAX_RENDERED_CHARS:
         return None, [_diag(display, 1, 1, f"the template renders to more than {MAX_RENDERED_CHARS // 1048576} "
                             "MiB of text", "file-too-large")]
@@ -331,6 +333,7 @@ class _Walker:
         self.loader = loader
         self.file = file
         self.seen: set[int] = set()
+        self.active: set[int] = set()
         self.alias_nodes = 0
         self.marks: dict[Path_, Mark] = {}
         self.key_marks: dict[Path_, Mark] = {}
@@ -344,6 +347,9 @@ class _Walker:
 
         if depth > MAX_DEPTH:
             raise _WalkError(self.mark(node), f"nesting deeper than {MAX_DEPTH} levels", "too-deep")
+        if id(node) in self.active:
+            raise _WalkError(self.mark(node), "an alias refers to the node that contains it (a recursive alias)",
+                             "recursive-alias")
         if id(node) in self.seen and not isinstance(node, yaml.ScalarNode):
             via_alias = True
         self.seen.add(id(node))
@@ -360,6 +366,15 @@ class _Walker:
                 except (yaml.YAMLError, ValueError, OverflowError):
                     return node.value
             return node.value
+        self.active.add(id(node))
+        try:
+            return self._walk_collection(node, path, depth, via_alias)
+        finally:
+            self.active.discard(id(node))
+
+    def _walk_collection(self, node: Any, path: Path_, depth: int, via_alias: bool) -> Any:
+        import yaml
+
         if isinstance(node, yaml.SequenceNode):
             return [self.walk(child, path + (i,), depth + 1, via_alias) for i, child in enumerate(node.value)]
         if isinstance(node, yaml.MappingNode):
@@ -397,7 +412,19 @@ class _Walker:
         raise _WalkError(self.mark(node), "unsupported YAML node", "yaml")  # pragma: no cover
 
 
-def _yaml_error_diag(exc: Exception, file: str) -> Diagnostic:
+def _ord(c: Any) -> int:
+    return ord(c) if isinstance(c, str) else int(c)
+
+
+def _yaml_error_diag(exc: Exception, file: str, text: str = "") -> Diagnostic:
+    import yaml
+
+    if isinstance(exc, yaml.reader.ReaderError):
+        pos = exc.position
+        line = text.count("\n", 0, pos) + 1
+        col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+        return _diag(file, line, col, f"invalid YAML: the control character U+{_ord(exc.character):04X} is not allowed "
+                     "(remove it, or write it as an escape inside double quotes)", "yaml")
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     context = getattr(exc, "context", None)
@@ -417,9 +444,10 @@ def compose_documents(text: str, file: str) -> tuple[list[Document], list[Diagno
     """
     import yaml
 
-    loader = _Bounded.get()(text)
     docs: list[Document] = []
+    loader = None
     try:
+        loader = _Bounded.get()(text)
         index = 0
         while loader.check_node():
             node = loader.get_node()
@@ -442,11 +470,12 @@ def compose_documents(text: str, file: str) -> tuple[list[Document], list[Diagno
     except _WalkError as exc:
         return docs, [_diag(exc.mark.file, exc.mark.line, exc.mark.col, exc.message, exc.code)]
     except yaml.YAMLError as exc:
-        return docs, [_yaml_error_diag(exc, file)]
+        return docs, [_yaml_error_diag(exc, file, text)]
     except RecursionError:
         return docs, [_diag(file, 1, 1, f"nesting deeper than {MAX_DEPTH} levels", "too-deep")]
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return docs, []
 
 

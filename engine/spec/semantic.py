@@ -105,7 +105,7 @@ def _check_integration(integ: Integration, origin: Origin, conns: dict[str, Conn
             out.error(doc.at(("spec", side_name, "connection")),
                       f'unknown connection "{side.connection}"{did_you_mean(side.connection, list(conns))}',
                       "unknown-connection")
-        elif conn.app != side.app:
+        elif conn.app != side.app and side.app in APPS:
             out.error(doc.at(("spec", side_name, "connection")),
                       f'connection "{conn.name}" is a {conn.app} connection, not {side.app} (defined at {conn.mark})',
                       "connection-app")
@@ -346,7 +346,7 @@ def _check_field(integ: Integration, origin: Origin, i: int, j: int, m: Module, 
                           f"{'is' if len(bad) == 1 else 'are'} not text", "name-split")
 
     # type compatibility (one field to one field)
-    if len(fm.left) == 1 and len(fm.right) == 1:
+    if len(fm.left) == 1 and len(fm.right) == 1 and fm.value is None and fm.template is None:
         lf, rf = known.get(("left", 0)), known.get(("right", 0))
         if lf is not None and rf is not None and not lf.encrypted and not rf.encrypted:
             d = fm.direction or m.direction

@@ -1,0 +1,57 @@
+"""Specs written by someone else, through the real CLI: a clear error at the right place, no traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ALIAS_BOMB = "".join(
+    f"{c}: &{c} [" + ",".join([f"*{p}"] * 9 if p else ['"lol"'] * 9) + "]\n"
+    for p, c in zip(["", "a", "b", "c", "d", "e", "f", "g"], "abcdefgh")
+)
+
+CASES = {
+    "alias-bomb": (ALIAS_BOMB.encode(), "spec.yaml:1:50: error: aliases expand to more than 10,000 nodes"),
+    "ten-megabytes": (b"# padding\n" * (1024 * 1024), "spec.yaml:1:1: error: file is too large (10.0 MiB"),
+    "deep-flow-nesting": (b"a: " + b"[" * 10_000 + b"]" * 10_000 + b"\n", "spec.yaml:1:67: error: nesting deeper"),
+    "deep-block-nesting": ("".join("  " * i + f"k{i}:\n" for i in range(10_000)).encode()[:1_000_000],
+                           "spec.yaml:64:127: error: nesting deeper than 64 levels"),
+    "template-class": (b"metadata: {name: \"{{ ''.__class__.__mro__[1].__subclasses__() }}\"}\n",
+                       "spec.yaml:1:19: error: template code not allowed: access to attribute '__class__'"),
+    "template-environ": (b"x: {{ environ['HOME'] }}\n", "spec.yaml:1:4: error: template variable error: 'environ' "
+                         "is undefined"),
+    "template-globals": (b"x: {{ range.__globals__ }}\n", "spec.yaml:1:4: error: template code not allowed"),
+    "template-self": (b"\n\nx: {{ self._TemplateReference__context }}\n", "spec.yaml:3:4: error: template code "
+                      "not allowed"),
+    "template-huge-string": (b"x: {{ 'a' * 1000000000 }}\n", "spec.yaml:1:4: error: template code not allowed: "
+                             "a template may not build values this large"),
+    "template-include": (b"{% include '/etc/passwd' %}\n", "spec.yaml:1:1: error: template code not allowed: "
+                         "include, import and extends cannot read other files"),
+    "invalid-utf8": (b"apiVersion: syncform/v1\nkind: Connection\nmetadata: {name: \xff}\n",
+                     "spec.yaml:3:18: error: invalid UTF-8 (byte 0xff at offset 58)"),
+    "python-tag": (b"x: !!python/object/apply:os.system ['touch owned']\n",
+                   "spec.yaml:1:4: error: the YAML tag !!python/object/apply:os.system is not allowed"),
+    "nul-byte": (b"x: 1\n\x00\n", "spec.yaml:2:1: error: the file contains a NUL byte"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_hostile_spec_gets_a_clear_error(case: str, tmp_path: Path, run_cli) -> None:
+    data, expected = CASES[case]
+    (tmp_path / "spec.yaml").write_bytes(data)
+    r = run_cli("validate", "spec.yaml", cwd=tmp_path, timeout=60)
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr
+    assert expected in r.stderr, r.stderr[:2000]
+    assert not (tmp_path / "owned").exists()
+
+
+def test_fmt_refuses_hostile_files_without_traceback(tmp_path: Path, run_cli) -> None:
+    (tmp_path / "bomb.yaml").write_bytes(ALIAS_BOMB.encode())
+    (tmp_path / "deep.yaml").write_bytes(b"a: " + b"[" * 10_000 + b"]" * 10_000 + b"\n")
+    r = run_cli("fmt", ".", cwd=tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "bomb.yaml: left as written (1:50: aliases expand" in r.stderr
+    assert "deep.yaml: left as written (1:67: nesting deeper than 64 levels)" in r.stderr
+    assert (tmp_path / "bomb.yaml").read_bytes() == ALIAS_BOMB.encode()
