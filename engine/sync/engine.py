@@ -290,7 +290,7 @@ class ModuleRun:
 
     # -- main --------------------------------------------------------------------------------------
     def run(self) -> None:
-        ex = Executor(self)
+        ex = self.ex = Executor(self)
         try:
             if self.error is not None:
                 raise self.error
@@ -352,6 +352,7 @@ class ModuleRun:
         extra: dict[str, Record] = {}
         self.retry_failures(extra, "left")
         for page in _chain(pages, [list(extra.values())] if extra else []):
+            page = self.cancellations(page)
             recs = {rec.id: rec for rec in page}
             for rec in page:
                 self._seen("left", rec)
@@ -375,6 +376,20 @@ class ModuleRun:
             chunk = {r.id: r for r in leftovers[i:i + BATCH * 5]}
             inp.changed["right"] = chunk
             ex.execute(_plan(inp, ("right",), done))
+
+    def cancellations(self, page: list[Record]) -> list[Record]:
+        """Bookings: a cancelled appointment is a delete of the left record (per ``on_delete``)."""
+        if self.r.integration.left.app != "zoho_bookings" or self.module.left != "appointments":
+            return page
+        gone = [r.id for r in page if str(r.values.get("status") or "").lower() in ("cancel", "cancelled", "canceled")]
+        if not gone:
+            return page
+        links = {"left": self.store.get_links(self.name, self.module.name, side="left", ids=gone), "right": {}}
+        ops = plan_deletes(self.m, {"left": gone}, links, {})
+        if self.r.halt_deletes:
+            ops = [o for o in ops if o.kind != "delete"]
+        self.ex.execute(ops)
+        return [r for r in page if r.id not in set(gone)]
 
     def find_candidates(self, side: str, unlinked: list[Record], inp: PlanInput, searched: dict[str, int]) -> None:
         """Incremental runs: candidates on the other side for unlinked records (search, or one full read)."""

@@ -402,8 +402,8 @@ class ModuleMapper:
             names.append(getattr(k, side))
         if self.parent_fields.get(side):
             names.append(self.parent_fields[side])
-        if self.module.services and self.apps[side] == "zoho_bookings":
-            names.append("service_name")
+        if self.apps[side] == "zoho_bookings" and self.mods[side] == "appointments":
+            names.extend(("service_name", "status"))
         seen: dict[str, None] = {}
         for n in names:
             seen.setdefault(n, None)
