@@ -118,14 +118,17 @@ class Store:
             self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     # records ----------------------------------------------------------------------------------
-    def insert(self, app: str, module: str, rid: str, data: dict[str, Any], now: str) -> Row:
+    def insert(self, app: str, module: str, rid: str, data: dict[str, Any], now: str,
+               modified: str | None = None) -> Row:
+        """``now`` is the creation time; ``modified`` defaults to it (seeding back-dates both)."""
+        modified = modified or now
         with self.lock:
             seq = self.next_seq()
             self.conn.execute(
                 f"INSERT INTO records ({_COLS}) VALUES (?,?,?,?,?,?,NULL,NULL,NULL,?)",
-                (app, module, rid, seq, now, now, json.dumps(data, separators=(",", ":"))),
+                (app, module, rid, seq, now, modified, json.dumps(data, separators=(",", ":"))),
             )
-            return Row(app, module, rid, seq, now, now, None, None, None, data)
+            return Row(app, module, rid, seq, now, modified, None, None, None, data)
 
     def update(self, row: Row, data: dict[str, Any], now: str) -> Row:
         with self.lock:

@@ -1,0 +1,347 @@
+"""Deterministic, realistic demo data for every app, drawn from one shared pool.
+
+People, companies and products come from pools indexed by number: ``person(seed, i)`` is the same
+person whichever app asks. Seeding ``count`` records of a module fills slot ``j`` with
+
+- slot ``j % 10 < 6``: pool entry ``j`` (shared: two apps seeded with the same seed and count hold
+  about 60 % of the same people, companies and products);
+- other slots: an entry of a range reserved to that app (present in that app only);
+- every 20th slot (``j % 20 == 19``): a near-duplicate of the person in slot ``j - 1``: the same
+  person under another name (nickname) with another e-mail address and a differently formatted phone.
+
+Shared entries are written with small per-app variations now and then: the e-mail in other case or
+with surrounding spaces (where the app keeps spaces), the phone in another format. Created times
+spread over the last ~400 days, so that "created within the last year" filters have work to do.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from typing import Any
+
+from engine.catalog import ModuleCatalog
+from engine.sandbox import timefmt, validate
+from engine.sandbox.core import Context
+
+FIRST = ("James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda", "William", "Elizabeth",
+         "David", "Barbara", "Richard", "Susan", "Joseph", "Jessica", "Thomas", "Sarah", "Charles", "Karen",
+         "Daniel", "Nancy", "Matthew", "Lisa", "Anthony", "Margaret", "Mark", "Sandra", "Steven", "Ashley",
+         "Andrew", "Emily", "Kenneth", "Donna", "Joshua", "Michelle", "Priya", "Arjun", "Mei", "Hiroshi",
+         "Sofia", "Mateo", "Fatima", "Omar", "Ingrid", "Lars", "Chloe", "Lucas", "Aisha", "Kwame")
+LAST = ("Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez", "Martinez",
+        "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor", "Moore", "Jackson", "Martin",
+        "Lee", "Perez", "Thompson", "White", "Harris", "Sanchez", "Clark", "Ramirez", "Lewis", "Robinson",
+        "Walker", "Young", "Allen", "King", "Wright", "Scott", "Patel", "Sharma", "Chen", "Tanaka",
+        "Rossi", "Silva", "Khan", "Haddad", "Larsen", "Nielsen", "Dubois", "Moreau", "Okafor", "Mensah")
+NICK = {"James": "Jim", "Robert": "Bob", "Patricia": "Pat", "John": "Jack", "Jennifer": "Jen",
+        "Michael": "Mike", "William": "Bill", "Elizabeth": "Liz", "David": "Dave", "Barbara": "Barb",
+        "Richard": "Rick", "Susan": "Sue", "Joseph": "Joe", "Jessica": "Jess", "Thomas": "Tom",
+        "Charles": "Chuck", "Daniel": "Dan", "Matthew": "Matt", "Anthony": "Tony", "Margaret": "Maggie",
+        "Steven": "Steve", "Andrew": "Andy", "Kenneth": "Ken", "Joshua": "Josh"}
+TITLES = ("CEO", "CTO", "Head of Sales", "Purchasing Manager", "Office Manager", "Support Lead",
+          "Operations Director", "Account Executive", "Marketing Manager", "Engineer")
+CITIES = (("Austin", "USA", "+1"), ("Chennai", "India", "+91"), ("London", "UK", "+44"),
+          ("Berlin", "Germany", "+49"), ("Sydney", "Australia", "+61"), ("Toronto", "Canada", "+1"),
+          ("Tokyo", "Japan", "+81"), ("Paris", "France", "+33"), ("Dubai", "UAE", "+971"),
+          ("Sao Paulo", "Brazil", "+55"))
+CO_A = ("Zylker", "Acme", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Hooli", "Vandelay", "Soylent",
+        "Cyberdyne", "Tyrell", "Wonka", "Gringotts", "Oceanic", "Nakatomi", "Pied Piper", "Dunder",
+        "Monarch", "Aperture", "Blue Sun", "Massive", "Northwind", "Contoso", "Fabrikam", "Tailspin",
+        "Litware", "Adatum", "Proseware", "Woodgrove")
+CO_B = ("Foods", "Systems", "Logistics", "Labs", "Industries", "Health", "Energy", "Media", "Retail",
+        "Motors", "Analytics", "Textiles", "Pharma", "Consulting", "Robotics", "Airways", "Studios",
+        "Outfitters", "Bank", "Networks")
+CO_C = ("Inc", "Ltd", "GmbH", "LLC", "Pvt Ltd", "SA", "Co", "Group")
+INDUSTRY = ("Retail", "Manufacturing", "Technology", "Services", "Healthcare", "Education", "Finance")
+P_ADJ = ("Ultra", "Smart", "Eco", "Pro", "Compact", "Wireless", "Solar", "Classic", "Rapid", "Quantum",
+         "Titan", "Nimbus", "Aero", "Vivid", "Silent")
+P_ITEM = ("Router", "Desk Lamp", "Headset", "Monitor", "Keyboard", "Printer", "Coffee Maker", "Backpack",
+          "Thermostat", "Camera", "Speaker", "Drone", "Scanner", "Projector", "Tablet", "Charger", "Webcam",
+          "Air Purifier", "Smartwatch", "Label Maker")
+SUBJECTS = ("Follow up on proposal", "Send price list", "Schedule demo", "Renewal discussion",
+            "Onboarding call", "Quarterly review", "Collect feedback", "Contract signature",
+            "Check delivery status", "Introduce new product line")
+TICKETS = ("Cannot log in", "Invoice shows wrong amount", "Product arrived damaged", "How do I export data?",
+           "Feature request: dark mode", "Password reset link expired", "Delivery delayed",
+           "Warranty claim", "Refund request", "App crashes on start")
+NOTES = ("Prefers e-mail over phone.", "Interested in the premium plan.", "Asked for a discount on volume.",
+         "Met at the trade fair.", "Decision expected next quarter.", "Referred by an existing customer.")
+APP_NO = {"bigin": 1, "zoho_crm": 2, "zoho_desk": 3, "zoho_bookings": 4}
+SPACE_KEEPING = {"zoho_desk", "zoho_bookings"}
+
+# kind of each module, by api name
+KINDS = {"Contacts": "person", "contacts": "person", "customers": "person", "Leads": "lead",
+         "Accounts": "company", "accounts": "company", "Products": "product", "products": "product",
+         "Deals": "deal", "Pipelines": "deal", "Tasks": "task", "Events": "event", "Calls": "call",
+         "Notes": "note", "tickets": "ticket", "appointments": "appointment"}
+ORDER = ("company", "person", "lead", "product", "deal", "task", "event", "call", "note", "ticket", "appointment")
+
+
+def _rng(*key: Any) -> random.Random:
+    return random.Random(":".join(str(k) for k in key))
+
+
+def company(seed: int, idx: int) -> dict[str, Any]:
+    n = len(CO_A) * len(CO_B) * len(CO_C)
+    k = (idx * 7919 + seed * 31) % n
+    a, b, c = CO_A[k % len(CO_A)], CO_B[(k // len(CO_A)) % len(CO_B)], CO_C[k // (len(CO_A) * len(CO_B))]
+    name = f"{a} {b} {c}" + (f" {idx // n + 1}" if idx >= n else "")
+    r = _rng(seed, "company", idx)
+    city, country, cc = r.choice(CITIES)
+    domain = f"{a}{b}".lower().replace(" ", "") + (str(idx // n + 1) if idx >= n else "") + ".example.com"
+    return {"name": name, "domain": domain, "website": f"https://www.{domain}", "industry": r.choice(INDUSTRY),
+            "city": city, "country": country,
+            "phone": f"{cc} {r.randint(200, 999)} {r.randint(100, 999)} {r.randint(1000, 9999)}",
+            "employees": r.choice((8, 25, 60, 150, 400, 1200, 5000))}
+
+
+def person(seed: int, idx: int) -> dict[str, Any]:
+    r = _rng(seed, "person", idx)
+    first, last = r.choice(FIRST), r.choice(LAST)
+    k = r.randrange(0, 60)
+    comp_idx = (k // 6) * 10 + k % 6  # a shared company slot (j % 10 < 6)
+    co = company(seed, comp_idx)
+    city, country, cc = r.choice(CITIES)
+    digits = f"{r.randint(200, 999)}{r.randint(100, 999)}{r.randint(1000, 9999)}"
+    return {"first": first, "last": last, "company_idx": comp_idx,
+            "email": f"{first}.{last}{idx}@{co['domain']}".lower(),
+            "cc": cc, "digits": digits, "phone": f"{cc} {digits[:3]} {digits[3:6]} {digits[6:]}",
+            "mobile": f"{cc} {r.randint(700, 999)} {r.randint(100, 999)} {r.randint(1000, 9999)}",
+            "title": r.choice(TITLES), "city": city, "country": country,
+            "tier": r.choice(("Standard", "Standard", "Premium", "Trial"))}
+
+
+def product(seed: int, idx: int) -> dict[str, Any]:
+    n = len(P_ADJ) * len(P_ITEM)
+    k = (idx * 37 + seed) % n
+    r = _rng(seed, "product", idx)
+    name = f"{P_ADJ[k % len(P_ADJ)]} {P_ITEM[k // len(P_ADJ)]} {100 + idx // n * 100 + (idx % 9) * 10}"
+    return {"name": name, "code": f"PRD-{idx:05d}", "price": round(r.uniform(9, 1999), 2),
+            "category": r.choice(("Hardware", "Software", "Services")),
+            "manufacturer": company(seed, idx % 40)["name"].split(" ")[0]}
+
+
+def pool_index(app: str, j: int) -> int:
+    """Slot ``j`` of an app → pool index (shared for ``j % 10 < 6``)."""
+    return j if j % 10 < 6 else 1_000_000 * APP_NO[app] + j
+
+
+def _vary_person(app: str, seed: int, idx: int, p: dict[str, Any]) -> dict[str, Any]:
+    p = dict(p)
+    r = _rng(seed, app, "variation", idx)
+    roll = r.random()
+    if roll < 0.12:
+        p["email"] = p["email"].upper() if r.random() < 0.5 else p["email"].capitalize()
+    elif roll < 0.18 and app in SPACE_KEEPING:
+        p["email"] = f" {p['email']} "
+    if r.random() < 0.25:
+        d = p["digits"]
+        p["phone"] = r.choice((f"({d[:3]}) {d[3:6]}-{d[6:]}", f"{d[:3]}.{d[3:6]}.{d[6:]}",
+                               f"{p['cc']}{d}", f"{p['cc']}-{d[:3]}-{d[3:6]}-{d[6:]}"))
+    return p
+
+
+def slot_person(app: str, seed: int, j: int) -> dict[str, Any]:
+    if j % 20 == 19:  # the same person as slot j-1 under another name, e-mail and phone format
+        base = slot_person(app, seed, j - 1)
+        p = dict(base)
+        p["first"] = NICK.get(base["first"], base["first"][0] + ".")
+        p["email"] = f"{p['first']}.{p['last']}.{j}@mail.example.org".lower().replace(" ", "")
+        d = base["digits"]
+        p["phone"] = f"({d[:3]}) {d[3:6]}-{d[6:]}"
+        return p
+    idx = pool_index(app, j)
+    return _vary_person(app, seed, idx, person(seed, idx))
+
+
+def _company_ref(refs: dict[str, Any], company_idx: int) -> str:
+    """The seeded company a person works for: the same pool company in every app when it is there."""
+    pool = refs.get("company_pool") or {}
+    return pool.get(company_idx) or refs["company"][company_idx % len(refs["company"])]
+
+
+# values per app ---------------------------------------------------------------------------------
+def _zoho_values(kind: str, module: str, j: int, seed: int, app: str, refs: dict[str, list[str]],
+                 r: random.Random) -> dict[str, Any]:
+    if kind == "company":
+        c = company(seed, pool_index(app, j))
+        return {"Account_Name": c["name"], "Phone": c["phone"], "Website": c["website"], "Industry": c["industry"],
+                "Billing_City": c["city"], "Billing_Country": c["country"],
+                "Description": f"{c['employees']} employees"}
+    if kind in ("person", "lead"):
+        p = slot_person(app, seed, j) if kind == "person" else person(seed, 5_000_000 + j)
+        v = {"First_Name": p["first"], "Last_Name": p["last"], "Email": p["email"], "Phone": p["phone"],
+             "Mobile": p["mobile"], "Title": p["title"], "Mailing_City": p["city"], "Mailing_Country": p["country"],
+             "Customer_Type": p["tier"]}
+        if kind == "lead":
+            v.update({"Company": company(seed, p["company_idx"])["name"], "Lead_Status": "Not Contacted"})
+        elif refs.get("company"):
+            v["Account_Name"] = {"id": _company_ref(refs, p["company_idx"])}
+        return v
+    if kind == "product":
+        p = product(seed, pool_index(app, j))
+        return {"Product_Name": p["name"], "Product_Code": p["code"], "Unit_Price": p["price"],
+                "Product_Active": True, "Manufacturer": p["manufacturer"]}
+    if kind == "deal":
+        v = {"Deal_Name": f"{company(seed, j)['name'].split(' ')[0]} deal {j + 1}", "Amount": r.randint(5, 500) * 100,
+             "Closing_Date": (timefmt.from_db("2026-01-01T00:00:00") + timedelta(days=r.randint(0, 360))).date()
+             .isoformat()}
+        if refs.get("company"):
+            v["Account_Name"] = {"id": r.choice(refs["company"])}
+        if refs.get("person"):
+            v["Contact_Name"] = {"id": r.choice(refs["person"])}
+        return v
+    if kind in ("task", "event", "call"):
+        v: dict[str, Any] = {}
+        if refs.get("person"):
+            v["Who_Id"] = {"id": r.choice(refs["person"])}
+        start = timefmt.from_db("2026-01-05T09:00:00") + timedelta(days=r.randint(0, 300), hours=r.randint(0, 8))
+        if kind == "task":
+            v.update({"Subject": r.choice(SUBJECTS), "Due_Date": start.date().isoformat(),
+                      "Status": "Not Started", "Priority": "High" if r.random() < 0.3 else "Low"})
+        elif kind == "event":
+            v.update({"Event_Title": r.choice(SUBJECTS), "Start_DateTime": timefmt.zoho(start),
+                      "End_DateTime": timefmt.zoho(start + timedelta(minutes=30 * r.randint(1, 4))),
+                      "Venue": r.choice(("Online", "Client office", "Our office"))})
+        else:
+            v.update({"Subject": r.choice(SUBJECTS), "Call_Type": r.choice(("Outbound", "Inbound")),
+                      "Call_Start_Time": timefmt.zoho(start), "Call_Duration": f"{r.randint(2, 45)}:00"})
+        return v
+    if kind == "note":
+        return {"Note_Title": "Note", "Note_Content": r.choice(NOTES)}
+    return {}
+
+
+def _desk_values(kind: str, j: int, seed: int, app: str, refs: dict[str, list[str]], r: random.Random,
+                 departments: list[str]) -> dict[str, Any]:
+    if kind == "company":
+        c = company(seed, pool_index(app, j))
+        return {"accountName": c["name"], "phone": c["phone"], "website": c["website"], "industry": c["industry"],
+                "city": c["city"], "country": c["country"], "cf.cf_employees": c["employees"]}
+    if kind == "person":
+        p = slot_person(app, seed, j)
+        v = {"firstName": p["first"], "lastName": p["last"], "email": p["email"], "phone": p["phone"],
+             "mobile": p["mobile"], "title": p["title"], "city": p["city"], "country": p["country"],
+             "cf.cf_customer_type": p["tier"]}
+        if refs.get("company"):
+            v["accountId"] = _company_ref(refs, p["company_idx"])
+        return v
+    if kind == "product":
+        p = product(seed, pool_index(app, j))
+        return {"productName": p["name"], "productCode": p["code"], "unitPrice": p["price"],
+                "productCategory": p["category"], "manufacturer": p["manufacturer"],
+                "departmentIds": departments[:1] if r.random() < 0.7 else list(departments)}
+    if kind == "ticket":
+        v = {"subject": r.choice(TICKETS), "departmentId": departments[0],
+             "status": r.choice(("Open", "Open", "On Hold", "Escalated")), "priority": r.choice(("Low", "Medium", "High")),
+             "channel": r.choice(("Email", "Phone", "Web"))}
+        if refs.get("person"):
+            v["contactId"] = r.choice(refs["person"])
+        return v
+    return {}
+
+
+def _fix(module: ModuleCatalog, values: dict[str, Any], r: random.Random) -> dict[str, Any]:
+    """Keep only catalog fields (plus Desk departmentIds), valid picklist values, mandatory fields set."""
+    out: dict[str, Any] = {}
+    for k, v in values.items():
+        f = module.field(k)
+        if f is None:
+            if k == "departmentIds":
+                out[k] = v
+            continue
+        if f.read_only:
+            continue
+        if f.kind == "picklist" and f.picklist and v not in f.picklist:
+            v = r.choice(f.picklist)
+        if f.length and isinstance(v, str) and len(v) > f.length:
+            v = v[:f.length]
+        out[k] = v
+    for f in module.fields:
+        if f.mandatory and not f.read_only and validate.empty(out.get(f.api_name)):
+            if f.kind == "picklist" and f.picklist:
+                out[f.api_name] = f.picklist[0]
+            elif f.kind == "datetime":
+                out[f.api_name] = "2026-02-02T10:00:00+00:00"
+            elif f.kind == "date":
+                out[f.api_name] = "2026-06-30"
+            elif f.kind in ("integer", "decimal"):
+                out[f.api_name] = 1
+            elif f.kind in ("text", "longtext"):
+                out[f.api_name] = f"Demo {f.label}"
+    return out
+
+
+def seed_app(ctx: Context, app: str, *, count: int, seed: int = 1, module: str | None = None) -> dict[str, int]:
+    """Create ``count`` demo records per module of ``app`` (or of one ``module``); returns the counts."""
+    cat = ctx.catalog(app)
+    mods = [(KINDS.get(name), m) for name, m in cat.modules.items() if module in (None, name)]
+    mods = sorted([(k, m) for k, m in mods if k], key=lambda km: ORDER.index(km[0]))
+    created: dict[str, int] = {}
+    refs: dict[str, list[str]] = {}
+    for k in ("company", "person"):
+        for name, m in cat.modules.items():
+            if KINDS.get(name) == k:
+                refs[k] = [r.id for r in ctx.store.query(app, name, order="seq")]
+    if app == "zoho_bookings":
+        from engine.sandbox.bookings import seed_bookings
+
+        return seed_bookings(ctx, count=count, seed=seed, module=module)
+    departments: list[str] = []
+    if app == "zoho_desk":
+        from engine.sandbox.desk import ensure_departments
+
+        departments = ensure_departments(ctx)
+    now = ctx.now()
+    users = [u.id for u in ctx.users(app)]
+    pool: dict[int, str] = {}
+    refs["company_pool"] = pool  # type: ignore[assignment]
+    with ctx.store.transaction():
+        for kind, m in mods:
+            ids: list[str] = []
+            for j in range(count):
+                r = _rng(seed, app, m.api_name, j)
+                if app == "zoho_desk":
+                    values = _desk_values(kind, j, seed, app, refs, r, departments)
+                else:
+                    values = _zoho_values(kind, m.api_name, j, seed, app, refs, r)
+                if kind == "note" and not (refs.get("person") or refs.get("company")):
+                    continue
+                values = _fix(m, values, r)
+                created_at = now - timedelta(days=r.randint(0, 400), seconds=r.randint(0, 86399))
+                modified_at = min(now, created_at + timedelta(days=r.choice((0, 0, 1, 3, 20, 90))))
+                data = _stored(app, kind, values, r, refs, users)
+                rid = ctx.store.new_id(app)
+                ctx.store.insert(app, m.api_name, rid, data, timefmt.to_db(created_at), timefmt.to_db(modified_at))
+                ids.append(rid)
+            if kind == "company":
+                pool.update({pool_index(app, j): rid for j, rid in enumerate(ids)})
+            refs[kind] = ids + [x for x in refs.get(kind, []) if x not in ids]
+            created[m.api_name] = len(ids)
+            ctx.stats.wrote(app, m.api_name, "seed", len(ids))
+    return created
+
+
+def _stored(app: str, kind: str, values: dict[str, Any], r: random.Random, refs: dict[str, list[str]],
+            users: list[str]) -> dict[str, Any]:
+    """The values as the emulator stores them (lookups ``{"id"}`` for CRM/Bigin, ids for Desk;
+    datetimes as UTC ``YYYY-MM-DDTHH:MM:SS``)."""
+    data: dict[str, Any] = {}
+    for k, v in values.items():
+        if isinstance(v, str) and k in ("Start_DateTime", "End_DateTime", "Call_Start_Time"):
+            dt = timefmt.parse_iso(v)
+            v = timefmt.to_db(dt) if dt else v
+        data[k] = v
+    owner = users[0] if r.random() < 0.7 else users[-1]
+    if app == "zoho_desk":
+        data["ownerId"] = owner
+        return data
+    data["Owner"] = owner
+    data["_created_by"] = data["_modified_by"] = users[0]
+    if kind == "note":
+        parents = ("Contacts" if refs.get("person") else "Accounts", refs.get("person") or refs.get("company"))
+        data["Parent_Id"] = {"module": parents[0], "id": r.choice(parents[1])}
+    if kind in ("task", "event", "call") and refs.get("company") and r.random() < 0.5:
+        data["What_Id"] = {"id": r.choice(refs["company"]), "module": "Accounts"}
+    return data
