@@ -198,6 +198,11 @@ class Applier:
                            full=full, clock=self.clock, progress=self._sync_progress(step.integration))
         except SyncformError as exc:
             return StepResult(step, "failed", f"{what}: {exc}")
+        except ImportError as exc:  # a part of this build is missing (e.g. an app client not written yet)
+            return StepResult(step, "failed", f"{what}: not available in this build ({exc})")
+        except Exception as exc:  # the state is committed: report this step, run the others
+            return StepResult(step, "failed", f"{what}: internal error ({type(exc).__name__}); "
+                                              "rerun it with syncform sync --debug for details")
         ok = getattr(report, "ok", True)
         return StepResult(step, "done" if ok else "failed", f"{what}: {_report_text(report)}", report)
 
