@@ -8,7 +8,8 @@ Whether an error may be retried is part of its type, never parsed from a message
     ├── StateError                    the state store refused or is inconsistent
     │   ├── LockedError               another process holds the lock (names the holder)
     │   ├── StalePlanError            a saved plan was made against another state serial / lineage
-    │   └── MigrationError            the state schema is newer than this syncform
+    │   ├── MigrationError            the state schema is newer than this syncform
+    │   └── TransientStateError       the state server is unreachable or a transaction collided: retry
     ├── SecretError                   a secret reference cannot be resolved (never shows the value)
     ├── AppError                      an app answered with an error
     │   ├── TransientAppError         worth retrying: 429, 5xx, timeouts, connection resets
@@ -91,6 +92,13 @@ class StalePlanError(StateError):
 
 class MigrationError(StateError):
     pass
+
+
+class TransientStateError(StateError):
+    """The state's server could not be reached, the connection dropped, or a transaction collided
+    (serialization failure, deadlock): running the operation again may succeed."""
+
+    transient = True
 
 
 class SecretError(SyncformError):

@@ -2,7 +2,8 @@
 
 ``engine.state.open_store(url)`` opens a store by URL: ``sqlite:///path/state.db`` (default
 ``sqlite:///.syncform/state.db``; three slashes then a relative path, four for an absolute one,
-``sqlite:///:memory:`` for a throwaway store) or, later, ``postgresql://...``.
+``sqlite:///:memory:`` for a throwaway store) or ``postgresql://user@host:5432/db`` (also
+``postgres://``; see engine/state/postgres.py and docs/postgres.md).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ DEFAULT_URL = "sqlite:///.syncform/state.db"
 # scheme -> "module:factory"; a factory takes (url, location, **options). Add PostgreSQL here.
 SCHEMES: dict[str, str] = {
     "sqlite": "engine.state:_open_sqlite",
+    "postgresql": "engine.state:_open_postgres",
+    "postgres": "engine.state:_open_postgres",
 }
 
 
@@ -57,3 +60,9 @@ def _open_sqlite(url: str, rest: str, *, base: str | Path | None = None, **optio
     else:
         path = str(Path(base or ".") / location)
     return SQLiteStore(path, url=url, **options)
+
+
+def _open_postgres(url: str, rest: str, *, base: str | Path | None = None, **options: Any) -> "StateStore":
+    from engine.state.postgres import PostgresStore
+
+    return PostgresStore(url, **options)

@@ -41,8 +41,8 @@ def test_absolute_and_relative_urls(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("url, expected", [
-    ("mysql://db/state", 'unsupported state URL scheme "mysql"; supported: sqlite://'),
-    ("postgresql://db/state", "PostgreSQL state stores are not available in this build yet"),
+    ("mysql://db/state", 'unsupported state URL scheme "mysql"; supported: postgres://, postgresql://, sqlite://'),
+    ("postgresql://db/state?schema=no-such!", 'schema "no-such!" is not a plain identifier'),
     (".syncform/state.db", "has no scheme"),
     ("sqlite://relative.db", "expected sqlite:///relative/path.db"),
 ])
