@@ -277,42 +277,7 @@ def read_variables(var_files: tuple[str, ...], variables: dict[str, Any], root: 
 
 
 # --------------------------------------------------------------------------------------- YAML
-class _Bounded:
-    """A SafeLoader whose composer refuses nesting deeper than MAX_DEPTH (the composer recurses)."""
-
-    cls: Any = None
-
-    @classmethod
-    def get(cls) -> Any:
-        if cls.cls is None:
-            import yaml
-
-            class BoundedLoader(yaml.SafeLoader):
-                def __init__(self, stream: str) -> None:
-                    super().__init__(stream)
-                    self._depth = 0
-
-                def compose_node(self, parent: Any, index: Any) -> Any:
-                    self._depth += 1
-                    try:
-                        if self._depth > MAX_DEPTH:
-                            mark = self.peek_event().start_mark
-                            raise _TooDeep(mark)
-                        return super().compose_node(parent, index)
-                    finally:
-                        self._depth -= 1
-
-            cls.cls = BoundedLoader
-        return cls.cls
-
-
-class _TooDeep(Exception):
-    def __init__(self, mark: Any) -> None:
-        super().__init__("too deep")
-        self.mark = mark
-
-
-class _WalkError(Exception):
+class _YamlError(Exception):
     def __init__(self, mark: Mark, message: str, code: str) -> None:
         super().__init__(message)
         self.mark = mark
@@ -320,96 +285,190 @@ class _WalkError(Exception):
         self.code = code
 
 
-_SCALAR_TAGS = {
-    "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null",
-}
-_MERGE_TAG = "tag:yaml.org,2002:merge"
+_INT, _FLOAT, _BOOL, _NULL = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
+                              "tag:yaml.org,2002:null")
+_STR, _MERGE_TAG = "tag:yaml.org,2002:str", "tag:yaml.org,2002:merge"
+_CORE_TAGS = {_INT, _FLOAT, _BOOL, _NULL, _STR, _MERGE_TAG, "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map",
+              "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary"}
+_NOKEY = object()
 
 
-class _Walker:
-    """Turns a composed node graph into plain values, recording each node's mark by path."""
+class _Frame:
+    __slots__ = ("is_map", "value", "path", "key", "count", "anchor", "merges", "merge_next")
 
-    def __init__(self, loader: Any, file: str) -> None:
-        self.loader = loader
+    def __init__(self, is_map: bool, path: Path_, anchor: str | None) -> None:
+        self.is_map = is_map
+        self.value: Any = {} if is_map else []
+        self.path = path
+        self.key: Any = _NOKEY  # mapping: the key waiting for its value
+        self.count = 1  # nodes in this subtree (for alias accounting)
+        self.anchor = anchor
+        self.merges: list[tuple[Any, Mark]] = []
+        self.merge_next = False
+
+
+class _Builder:
+    """Builds plain values from a YAML event stream, iteratively (no recursion, so no depth limit of
+    Python's stack), recording the mark of every node by path.
+
+    Aliases are not expanded: the anchored value is shared, and the number of nodes it stands for is
+    added to a budget (MAX_ALIAS_NODES), which stops alias bombs before anything downstream walks
+    them. Keys are taken as written (``on:`` is the key "on", not true); duplicate keys are errors;
+    tags outside YAML's core schema (``!!python/...``) are refused; merge keys (``<<``) are honoured.
+    """
+
+    def __init__(self, file: str) -> None:
+        import yaml
+
+        self.yaml = yaml
         self.file = file
-        self.seen: set[int] = set()
-        self.active: set[int] = set()
-        self.alias_nodes = 0
+        self.resolver = yaml.resolver.Resolver()
+        self.constructor = yaml.constructor.SafeConstructor()
         self.marks: dict[Path_, Mark] = {}
         self.key_marks: dict[Path_, Mark] = {}
+        self.anchors: dict[str, tuple[Any, int]] = {}
+        self.open_anchors: set[str] = set()
+        self.alias_nodes = 0
+        self.stack: list[_Frame] = []
+        self.root: Any = None
 
-    def mark(self, node: Any) -> Mark:
-        m = node.start_mark
+    def mark(self, ev: Any) -> Mark:
+        m = ev.start_mark
         return Mark(self.file, m.line + 1, m.column + 1)
 
-    def walk(self, node: Any, path: Path_, depth: int = 0, via_alias: bool = False) -> Any:
-        import yaml
+    def _child_path(self) -> Path_:
+        f = self.stack[-1]
+        if f.is_map:
+            return f.path + (f.key,)
+        return f.path + (len(f.value),)
 
-        if depth > MAX_DEPTH:
-            raise _WalkError(self.mark(node), f"nesting deeper than {MAX_DEPTH} levels", "too-deep")
-        if id(node) in self.active:
-            raise _WalkError(self.mark(node), "an alias refers to the node that contains it (a recursive alias)",
-                             "recursive-alias")
-        if id(node) in self.seen and not isinstance(node, yaml.ScalarNode):
-            via_alias = True
-        self.seen.add(id(node))
-        if via_alias:
-            self.alias_nodes += 1
-            if self.alias_nodes > MAX_ALIAS_NODES:
-                raise _WalkError(self.mark(node), f"aliases expand to more than {MAX_ALIAS_NODES:,} nodes "
-                                 "(an alias bomb?): write the values out", "alias-bomb")
-        self.marks[path] = self.mark(node)
-        if isinstance(node, yaml.ScalarNode):
-            if node.tag in _SCALAR_TAGS:
-                try:
-                    return self.loader.construct_object(node, deep=True)
-                except (yaml.YAMLError, ValueError, OverflowError):
-                    return node.value
-            return node.value
-        self.active.add(id(node))
-        try:
-            return self._walk_collection(node, path, depth, via_alias)
-        finally:
-            self.active.discard(id(node))
+    def _expecting_key(self) -> bool:
+        return bool(self.stack) and self.stack[-1].is_map and self.stack[-1].key is _NOKEY
 
-    def _walk_collection(self, node: Any, path: Path_, depth: int, via_alias: bool) -> Any:
-        import yaml
+    def _scalar(self, ev: Any) -> Any:
+        tag = ev.tag
+        if tag is None or tag == "!":
+            tag = self.resolver.resolve(self.yaml.ScalarNode, ev.value, ev.implicit)
+        elif tag not in _CORE_TAGS:
+            raise _YamlError(self.mark(ev), f"the YAML tag {tag.replace('tag:yaml.org,2002:', '!!')} is not "
+                             "allowed in specs", "yaml-tag")
+        if tag in (_INT, _FLOAT, _BOOL):
+            node = self.yaml.ScalarNode(tag, ev.value)
+            try:
+                if tag == _INT:
+                    return self.constructor.construct_yaml_int(node)
+                if tag == _FLOAT:
+                    return self.constructor.construct_yaml_float(node)
+                return self.constructor.construct_yaml_bool(node)
+            except (ValueError, KeyError, OverflowError):
+                return ev.value
+        if tag == _NULL:
+            return None
+        return ev.value
 
-        if isinstance(node, yaml.SequenceNode):
-            return [self.walk(child, path + (i,), depth + 1, via_alias) for i, child in enumerate(node.value)]
-        if isinstance(node, yaml.MappingNode):
-            out: dict[str, Any] = {}
-            explicit: set[str] = set()
-            merged: list[tuple[Any, Any]] = []
-            for key_node, value_node in node.value:
-                if isinstance(key_node, yaml.ScalarNode) and key_node.tag == _MERGE_TAG:
-                    merged.append((key_node, value_node))
-                    continue
-                if not isinstance(key_node, yaml.ScalarNode):
-                    raise _WalkError(self.mark(key_node), "a key must be a plain name, not a list or mapping",
-                                     "complex-key")
-                key = str(key_node.value)
-                if key in explicit:
-                    first = self.key_marks.get(path + (key,))
-                    where = f" (first at line {first.line})" if first else ""
-                    raise _WalkError(self.mark(key_node), f'duplicate key "{key}"{where}', "duplicate-key")
-                explicit.add(key)
-                self.key_marks[path + (key,)] = self.mark(key_node)
-                out[key] = self.walk(value_node, path + (key,), depth + 1, via_alias)
-            for key_node, value_node in merged:
-                sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
-                for src in sources:
-                    if not isinstance(src, yaml.MappingNode):
-                        raise _WalkError(self.mark(src), "a merge key (<<) takes a mapping or a list of mappings",
+    def _add(self, value: Any, count: int, mark: Mark, key_text: str | None) -> None:
+        """Attach a finished node (its mark already recorded unless it is a key) to its parent."""
+        if not self.stack:
+            self.root = value
+            return
+        f = self.stack[-1]
+        f.count += count
+        if f.is_map and f.key is _NOKEY:
+            if key_text is None:
+                raise _YamlError(mark, "a key must be a plain name, not a list, mapping or alias", "complex-key")
+            if key_text == "<<":
+                f.key = "<<"
+                f.merge_next = True
+                return
+            if key_text in f.value:
+                first = self.key_marks.get(f.path + (key_text,))
+                where = f" (first at line {first.line})" if first else ""
+                raise _YamlError(mark, f'duplicate key "{key_text}"{where}', "duplicate-key")
+            f.key = key_text
+            self.key_marks[f.path + (key_text,)] = mark
+            return
+        if f.is_map:
+            if f.merge_next:
+                f.merges.append((value, mark))
+                f.merge_next = False
+            else:
+                f.value[f.key] = value
+            f.key = _NOKEY
+        else:
+            f.value.append(value)
+
+    def _start(self, ev: Any, is_map: bool) -> None:
+        mark = self.mark(ev)
+        if self._expecting_key():
+            raise _YamlError(mark, "a key must be a plain name, not a list or mapping", "complex-key")
+        if len(self.stack) >= MAX_DEPTH:
+            raise _YamlError(mark, f"nesting deeper than {MAX_DEPTH} levels", "too-deep")
+        if ev.tag not in (None, "!") and ev.tag not in _CORE_TAGS:
+            raise _YamlError(mark, f"the YAML tag {ev.tag.replace('tag:yaml.org,2002:', '!!')} is not allowed "
+                             "in specs", "yaml-tag")
+        path = self._child_path() if self.stack else ()
+        self.marks[path] = mark
+        if ev.anchor:
+            self.open_anchors.add(ev.anchor)
+        self.stack.append(_Frame(is_map, path, ev.anchor))
+
+    def _end(self) -> None:
+        f = self.stack.pop()
+        if f.is_map and f.merges:
+            for src, mark in f.merges:
+                sources = src if isinstance(src, list) else [src]
+                for m in sources:
+                    if not isinstance(m, dict):
+                        raise _YamlError(mark, "a merge key (<<) takes a mapping or a list of mappings",
                                          "bad-merge")
-                    for k_node, v_node in src.value:
-                        key = str(k_node.value)
-                        if key in out:
-                            continue
-                        self.key_marks[path + (key,)] = self.mark(k_node)
-                        out[key] = self.walk(v_node, path + (key,), depth + 1, True)
-            return out
-        raise _WalkError(self.mark(node), "unsupported YAML node", "yaml")  # pragma: no cover
+                    for k, v in m.items():
+                        f.value.setdefault(k, v)
+        if f.anchor:
+            self.open_anchors.discard(f.anchor)
+            self.anchors[f.anchor] = (f.value, f.count)
+        self._add(f.value, f.count, self.marks[f.path], None)
+
+    def event(self, ev: Any) -> None:
+        y = self.yaml
+        if isinstance(ev, y.ScalarEvent):
+            mark = self.mark(ev)
+            if self._expecting_key():
+                if ev.tag not in (None, "!") and ev.tag not in _CORE_TAGS:
+                    raise _YamlError(mark, f"the YAML tag {ev.tag} is not allowed in specs", "yaml-tag")
+                key = ev.value if (ev.value or ev.style) else "null"
+                if ev.anchor:
+                    self.anchors[ev.anchor] = (ev.value, 1)
+                self._add(None, 1, mark, key)
+                return
+            value = self._scalar(ev)
+            self.marks[self._child_path() if self.stack else ()] = mark
+            if ev.anchor:
+                self.anchors[ev.anchor] = (value, 1)
+            self._add(value, 1, mark, None)
+        elif isinstance(ev, y.AliasEvent):
+            mark = self.mark(ev)
+            if ev.anchor in self.open_anchors:
+                raise _YamlError(mark, "an alias refers to the node that contains it (a recursive alias)",
+                                 "recursive-alias")
+            if ev.anchor not in self.anchors:
+                raise _YamlError(mark, f'unknown alias "*{ev.anchor}": define &{ev.anchor} before using it',
+                                 "unknown-alias")
+            value, count = self.anchors[ev.anchor]
+            self.alias_nodes += count
+            if self.alias_nodes > MAX_ALIAS_NODES:
+                raise _YamlError(mark, f"aliases expand to more than {MAX_ALIAS_NODES:,} nodes (an alias "
+                                 "bomb?): write the values out", "alias-bomb")
+            if self._expecting_key():
+                self._add(None, 1, mark, value if isinstance(value, str) else None)
+                return
+            self.marks[self._child_path() if self.stack else ()] = mark
+            self._add(value, count, mark, None)
+        elif isinstance(ev, y.MappingStartEvent):
+            self._start(ev, True)
+        elif isinstance(ev, y.SequenceStartEvent):
+            self._start(ev, False)
+        elif isinstance(ev, (y.MappingEndEvent, y.SequenceEndEvent)):
+            self._end()
 
 
 def _ord(c: Any) -> int:
@@ -423,8 +482,8 @@ def _yaml_error_diag(exc: Exception, file: str, text: str = "") -> Diagnostic:
         pos = exc.position
         line = text.count("\n", 0, pos) + 1
         col = pos - (text.rfind("\n", 0, pos) + 1) + 1
-        return _diag(file, line, col, f"invalid YAML: the control character U+{_ord(exc.character):04X} is not allowed "
-                     "(remove it, or write it as an escape inside double quotes)", "yaml")
+        return _diag(file, line, col, f"invalid YAML: the control character U+{_ord(exc.character):04X} is not "
+                     "allowed (remove it, or write it as an escape inside double quotes)", "yaml")
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     context = getattr(exc, "context", None)
@@ -436,74 +495,44 @@ def _yaml_error_diag(exc: Exception, file: str, text: str = "") -> Diagnostic:
     return _diag(file, mark.line + 1, mark.column + 1, msg, "yaml")
 
 
+def _parser(text: str) -> Any:
+    import yaml
+
+    cls = getattr(yaml, "CSafeLoader", None) or yaml.SafeLoader  # libyaml when present: same events, faster
+    return cls(text)
+
+
 def compose_documents(text: str, file: str) -> tuple[list[Document], list[Diagnostic]]:
     """Every document of ``text`` as plain values with marks; YAML errors become Diagnostics.
 
-    Safe loading only: tags other than the core schema's are refused by SafeLoader's composer/resolver
-    (``!!python/object`` is never constructed: scalars are built from their text).
+    Safe loading only: values are built from the parser's events by ``_Builder`` (never by a
+    constructor that could instantiate objects), within the bounds on depth and alias expansion.
     """
     import yaml
 
     docs: list[Document] = []
-    loader = None
+    parser = None
     try:
-        loader = _Bounded.get()(text)
+        parser = _parser(text)
+        parser.get_event()  # StreamStartEvent
         index = 0
-        while loader.check_node():
-            node = loader.get_node()
-            if node is None:  # pragma: no cover
-                break
-            for_tag = _unsafe_tag(node)
-            if for_tag is not None:
-                tag_node, tag = for_tag
-                m = tag_node.start_mark
-                return docs, [_diag(file, m.line + 1, m.column + 1, f"the YAML tag {tag} is not allowed in specs",
-                                    "yaml-tag")]
-            walker = _Walker(loader, file)
-            value = walker.walk(node, ())
-            docs.append(Document(file=file, index=index, value=value, mark=walker.mark(node),
-                                 marks=walker.marks, key_marks=walker.key_marks))
+        while not parser.check_event(yaml.StreamEndEvent):
+            start = parser.get_event()  # DocumentStartEvent
+            b = _Builder(file)
+            while not parser.check_event(yaml.DocumentEndEvent):
+                b.event(parser.get_event())
+            parser.get_event()
+            docs.append(Document(file=file, index=index, value=b.root, mark=b.marks.get((), b.mark(start)),
+                                 marks=b.marks, key_marks=b.key_marks))
             index += 1
-    except _TooDeep as exc:
-        return docs, [_diag(file, exc.mark.line + 1, exc.mark.column + 1,
-                            f"nesting deeper than {MAX_DEPTH} levels", "too-deep")]
-    except _WalkError as exc:
+    except _YamlError as exc:
         return docs, [_diag(exc.mark.file, exc.mark.line, exc.mark.col, exc.message, exc.code)]
     except yaml.YAMLError as exc:
         return docs, [_yaml_error_diag(exc, file, text)]
-    except RecursionError:
-        return docs, [_diag(file, 1, 1, f"nesting deeper than {MAX_DEPTH} levels", "too-deep")]
     finally:
-        if loader is not None:
-            loader.dispose()
+        if parser is not None:
+            parser.dispose()
     return docs, []
-
-
-_CORE_TAGS = _SCALAR_TAGS | {
-    "tag:yaml.org,2002:str", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map", _MERGE_TAG,
-    "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary",
-}
-
-
-def _unsafe_tag(root: Any) -> tuple[Any, str] | None:
-    """The first node with a tag outside YAML's core schema (``!!python/...``, ``!custom``)."""
-    import yaml
-
-    stack = [root]
-    seen: set[int] = set()
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if node.tag not in _CORE_TAGS:
-            return node, node.tag.replace("tag:yaml.org,2002:", "!!")
-        if isinstance(node, yaml.SequenceNode):
-            stack.extend(node.value)
-        elif isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                stack.extend((k, v))
-    return None
 
 
 def load_file(path: Path, display: str, variables: dict[str, Any]) -> tuple[list[Document], list[Diagnostic]]:
