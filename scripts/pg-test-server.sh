@@ -111,7 +111,8 @@ free_port() {
 cmd_start() {
   if [ -f "$POINTER" ]; then
     local old; old="$(cat "$POINTER")"
-    if [ -f "$old/url" ] && [ -f "$old/data/postmaster.pid" ]; then
+    if [ -f "$old/url" ] && [ -f "$old/data/postmaster.pid" ] &&
+       kill -0 "$(head -n 1 "$old/data/postmaster.pid")" 2>/dev/null; then
       say "a test server is already running in $old (stop it first with: $0 stop)"
       cat "$old/url"; return 0
     fi
