@@ -146,12 +146,116 @@ def _desired(session: Session, paths: Sequence[str]) -> dict[str, dict[str, Any]
 def _redactor(session: Session, desired: Mapping[str, Mapping[str, Any]]) -> Callable[[Any], Any]:
     from engine.plan.redact import redactor, secret_values
 
+    return redactor(secret_values(_connections_of(session, desired), session.root))
+
+
+def _connections_of(session: Session, desired: Mapping[str, Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    from engine.spec.serialize import connection_to_dict
+
     conns: list[Mapping[str, Any]] = [c for spec in desired.values() for c in spec.get("connections", ())]
     for ws in session._specs.values():
-        from engine.spec.serialize import connection_to_dict
-
         conns += [connection_to_dict(c) for c in ws.connections]
-    return redactor(secret_values(conns, session.root))
+    return conns
+
+
+# --- the specs cache: a plan without live refresh skips re-validating unchanged specs ----------------
+#
+# Loading and validating specs is most of a `plan --no-refresh`. The result (the redacted desired
+# specs and the warnings) is kept in .syncform/cache/ keyed by a hash of everything the loader reads:
+# the spec files, variable files, --var values, and syncform's own spec code and catalogs. Values are
+# stored already redacted, and only while the secrets behind the references are unchanged.
+
+_CODE_FINGERPRINT: str | None = None
+
+
+def _code_fingerprint() -> str:
+    global _CODE_FINGERPRINT
+    if _CODE_FINGERPRINT is None:
+        import hashlib
+
+        import engine
+
+        base = Path(engine.__file__).parent
+        h = hashlib.sha256(_version().encode())
+        for pattern in ("spec/*.py", "catalog/*.py", "catalog/data/*.json", "plan/redact.py"):
+            for f in sorted(base.glob(pattern)):
+                st = f.stat()  # any edit of the loader, validator or catalogs changes size or mtime
+                h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+        _CODE_FINGERPRINT = h.hexdigest()
+    return _CODE_FINGERPRINT
+
+
+def _specs_key(session: Session, paths: Sequence[str]) -> str | None:
+    import hashlib
+    import json
+
+    from engine.spec import loader
+
+    files, diags = loader.discover(tuple(str(p) for p in paths), session.root)
+    if diags:
+        return None  # let the loader report it
+    h = hashlib.sha256(_code_fingerprint().encode())
+    h.update(json.dumps([list(map(str, paths)), sorted(session.variables.items())], default=str).encode())
+    try:
+        for f in files:
+            h.update(str(f).encode() + b"\0" + f.read_bytes())
+        for v in session.var_files:
+            vf = Path(v) if Path(v).is_absolute() else session.root / v
+            h.update(str(v).encode() + b"\0" + (vf.read_bytes() if vf.is_file() else b"<missing>"))
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def _secrets_digest(values: Sequence[str]) -> str:
+    import hashlib
+
+    return hashlib.sha256("\0".join(values).encode()).hexdigest()
+
+
+def _cached_desired(session: Session, paths: Sequence[str]) -> tuple[dict[str, dict[str, Any]], Callable[[Any], Any]]:
+    """Redacted desired specs and the redactor, from the cache when the inputs are unchanged."""
+    import json
+
+    from engine.errors import Diagnostic
+    from engine.plan.redact import redactor, secret_values
+
+    key = _specs_key(session, paths)
+    cache = session.root / ".syncform" / "cache" / "specs.json"
+    if key is not None and cache.is_file():
+        try:
+            data = json.loads(cache.read_text("utf-8"))
+            if data.get("key") == key:
+                secrets = secret_values(data["connections"], session.root)
+                if data.get("secrets") == _secrets_digest(secrets):
+                    session.warnings = tuple(Diagnostic(**d) for d in data.get("warnings", ()))
+                    return data["desired"], redactor(secrets)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # a damaged cache is only a miss
+    desired = _desired(session, paths)
+    conns = _connections_of(session, desired)
+    secrets = secret_values(conns, session.root)
+    redact = redactor(secrets)
+    desired = {name: redact(spec) for name, spec in desired.items()}
+    if key is not None:
+        _write_private(cache, json.dumps({
+            "key": key, "secrets": _secrets_digest(secrets), "desired": desired,
+            "connections": [dict(c) for c in conns], "warnings": [w.as_dict() for w in session.warnings]}))
+    return desired, redact
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, in a directory only its owner can enter."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(path.parent, 0o700)
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # no cache, no harm
 
 
 def _live(session: Session, notes: list[str]) -> Callable[[Mapping[str, Any], str], Any]:
@@ -181,26 +285,27 @@ def plan(session: Session, paths: Sequence[str] = (), *, refresh: bool = True, p
 
     from engine.plan.diff import build_plan
 
-    desired = _desired(session, paths)
+    if refresh:
+        desired = _desired(session, paths)
+        redact = _redactor(session, desired)
+    else:
+        desired, redact = _cached_desired(session, paths)
     store = session.store()
     deployed = {d.name: d for d in store.list_deployed()}
     notes: list[str] = []
     p = build_plan(desired, deployed, lineage=store.lineage(), serial=store.serial(),
                    live=_live(session, notes) if refresh else None, prune=(not paths) if prune is None else prune,
                    paths=tuple(str(x) for x in paths), now=now or session.clock(), plan_id=plan_id,
-                   redact=_redactor(session, desired), version=_version())
+                   redact=redact, version=_version())
     if notes:
         p = replace(p, notes=p.notes + tuple(notes))
     return p
 
 
 def _version() -> str:
-    try:
-        from importlib.metadata import version
+    from engine import __version__  # importlib.metadata costs a tenth of a second per process
 
-        return version("syncform")
-    except Exception:
-        return ""
+    return __version__
 
 
 def preview(session: Session, p: "Plan") -> list[tuple[str, Any]]:

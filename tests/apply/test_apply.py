@@ -198,3 +198,22 @@ def test_status_reports_deployed_integrations(session):
     assert i["modules"][0]["links"] == 0 and i["modules"][0]["last_run"] is None
     with pytest.raises(StateError, match="not deployed"):
         workspace.status(session, "nope")
+
+
+def test_the_specs_cache_follows_every_edit_and_is_private(session, repo, edit_spec):
+    import stat
+
+    from engine.workspace import open_session
+
+    first = workspace.plan(session, refresh=False)
+    cache = repo / ".syncform" / "cache" / "specs.json"
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o600
+    assert stat.S_IMODE(cache.parent.stat().st_mode) == 0o700
+    with open_session(root=repo) as fresh:  # a new process would hit the cache: same plan
+        assert workspace.plan(fresh, refresh=False).spec_hash == first.spec_hash
+        assert len(fresh.warnings) == len(session.warnings) and fresh.warnings
+    edit_spec("Support and sales share", "Support and sales now share")
+    with open_session(root=repo) as fresh:
+        changed = workspace.plan(fresh, refresh=False)
+    assert changed.spec_hash != first.spec_hash
+    assert changed.steps[0].payload["spec"]["integration"]["description"].startswith("Support and sales now share")
