@@ -374,9 +374,7 @@ class PostgresStore:
         if self._held_lock is not None or self._lost_lock is not None:
             lost = self._held_lock or self._lost_lock
             self._held_lock, self._lost_lock = None, lost
-            raise TransientStateError(
-                f"PostgreSQL state {self.url}: the connection was lost while this process held lock {lost}, so "
-                "the lock is gone and another process may hold it now; stop and run the operation again")
+            raise self._lock_lost(lost or "")
         if self._depth:
             raise TransientStateError(f"PostgreSQL state {self.url}: the connection was lost inside a transaction "
                                       "(nothing of it was committed); try again")
@@ -391,9 +389,17 @@ class PostgresStore:
             try:
                 return conn.execute(sql, args)
             except psycopg.Error as exc:
+                error = translate_error(exc, self._raw_url, doing=doing)
                 if conn.closed and self._held_lock is not None:
                     self._lost_lock, self._held_lock = self._held_lock, None
-                raise translate_error(exc, self._raw_url, doing=doing) from None
+                    raise self._lock_lost(self._lost_lock, str(error)) from None
+                raise error from None
+
+    def _lock_lost(self, lock_id: str, why: str = "") -> TransientStateError:
+        return TransientStateError(
+            f"PostgreSQL state {self.url}: the connection was lost while this process held lock {lock_id}, so "
+            "the lock is gone and another process may hold it now; stop and run the operation again"
+            + (f" ({why})" if why else ""))
 
     def _executemany(self, sql: str, rows: list[Any]) -> None:
         import psycopg
@@ -406,7 +412,11 @@ class PostgresStore:
                 with conn.cursor() as cur:
                     cur.executemany(sql, rows)
             except psycopg.Error as exc:
-                raise translate_error(exc, self._raw_url) from None
+                error = translate_error(exc, self._raw_url)
+                if conn.closed and self._held_lock is not None:
+                    self._lost_lock, self._held_lock = self._held_lock, None
+                    raise self._lock_lost(self._lost_lock, str(error)) from None
+                raise error from None
 
     def _q1(self, sql: Any, args: Any = None) -> Any:
         with self._mutex:
