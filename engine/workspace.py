@@ -308,8 +308,11 @@ def _version() -> str:
     return __version__
 
 
-def preview(session: Session, p: "Plan") -> list[tuple[str, Any]]:
-    """The record-level impact of the plan's syncs, from the sync engine's dry run."""
+def preview(session: Session, p: "Plan") -> list[dict[str, Any]]:
+    """The record-level impact of the plan's syncs, from the sync engine's dry run (nothing is written).
+
+    One entry per integration and kind of pass (``full`` for backfills and full resyncs): the sync
+    report as a dict (counts per module and direction, masked samples)."""
     try:
         import engine.sync as sync
     except ImportError:
@@ -319,16 +322,26 @@ def preview(session: Session, p: "Plan") -> list[tuple[str, Any]]:
         raise UsageError("--preview is not available yet: this build's sync engine has no dry-run preview")
     from engine.spec.serialize import integration_from_dict
 
-    out = []
-    for step in p.steps:
-        if step.type == "put_integration" and step.payload:
-            integration = integration_from_dict(step.payload["spec"]["integration"])
-            modules = sorted({s.module for s in p.steps if s.is_sync and s.integration == step.integration})
+    specs = {s.integration: s.payload["spec"] for s in p.steps if s.type == "put_integration" and s.payload}
+    out: list[dict[str, Any]] = []
+    for name in sorted({s.integration for s in p.steps if s.is_sync}):
+        spec = specs.get(name)
+        if spec is None:
+            deployed = session.store().get_deployed(name)
+            spec = deployed.spec if deployed else None
+        if spec is None:
+            continue
+        integration = integration_from_dict(spec["integration"])
+        for full in (False, True):
+            modules = [s.module for s in p.steps if s.is_sync and s.integration == name
+                       and (s.type in ("backfill", "full_resync")) == full]
             if not modules:
                 continue
-            out.append((integration.name, fn(integration, store=session.store(),
-                                             left=session.client(integration.left.connection),
-                                             right=session.client(integration.right.connection), modules=modules)))
+            report = fn(integration, store=session.store(), left=session.client(integration.left.connection),
+                        right=session.client(integration.right.connection), modules=modules, full=full,
+                        clock=session.clock)
+            d = report.as_dict() if hasattr(report, "as_dict") else {"integration": name, "report": str(report)}
+            out.append({**d, "full": full})
     return out
 
 

@@ -67,8 +67,10 @@ def plan(ctx: click.Context, paths: tuple[str, ...], out: str | None, detailed_e
         _warnings(s)
         click.echo(_render(p, as_json=as_json, markdown=markdown, color=_color(ctx)), nl=False)
         if preview:
-            for name, result in workspace.preview(s, p):
-                click.echo(f"\nRecord-level preview of {name}:\n{result}")
+            from engine.plan.render import render_preview
+
+            text = render_preview(workspace.preview(s, p))
+            click.echo("\n" + text, nl=False, err=as_json)  # --json keeps stdout one JSON document
         if out:
             from engine.plan.model import save_plan
 

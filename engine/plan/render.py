@@ -198,3 +198,23 @@ def _diff_prefix(body: str) -> str:
 
 def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_preview(reports: list[Mapping[str, Any]]) -> str:
+    """The sync engine's dry run, per integration and module: what the syncs after apply would write."""
+    out = ["Record-level preview (dry run: nothing written):"]
+    if not reports:
+        out.append("  no syncs follow this plan.")
+    for r in reports:
+        kind = "full pass" if r.get("full") else "changes since the last sync"
+        out.append(f"  {r.get('integration')} ({kind}):")
+        for m in r.get("modules", ()):
+            counts = m.get("counts", {})
+            parts = []
+            for direction, c in counts.items():
+                nonzero = ", ".join(f"{v} {k}" for k, v in c.items() if v)
+                if nonzero:
+                    parts.append(f"{direction}: {nonzero}")
+            status = "" if m.get("status") in (None, "ok") else f" [{m.get('status')}: {m.get('message', '')}]"
+            out.append(f"    {m.get('module')}: {'; '.join(parts) or 'no record changes'}{status}")
+    return "\n".join(out) + "\n"

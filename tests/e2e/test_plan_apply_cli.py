@@ -191,3 +191,15 @@ def test_sandbox_end_to_end_plan_apply_sync_plan(run_cli, tmp_path):
         assert db.execute("SELECT COUNT(*) FROM links").fetchone()[0] > 0
     again = run_cli("plan", "--detailed-exitcode", cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_plan_preview_shows_record_counts_and_writes_nothing(run_cli, tmp_path):
+    shutil.copytree(FIXTURES / "sandbox", tmp_path / "integrations")
+    res = run_cli("plan", "--preview", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "Record-level preview (dry run: nothing written):" in res.stdout
+    assert "  desk-bigin (changes since the last sync):" in res.stdout
+    assert "    contacts: left-to-right:" in res.stdout and " created" in res.stdout
+    with sqlite3.connect(tmp_path / ".syncform" / "state.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM links").fetchone()[0] == 0
+        assert db.execute("SELECT serial FROM store_info").fetchone()[0] == 0
