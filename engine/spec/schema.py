@@ -194,13 +194,13 @@ def validate_document(doc: Document) -> tuple[str | None, list[Diagnostic]]:
     api = value.get("apiVersion")
     if api is None:
         return None, [_err(doc, (), f"missing apiVersion: add `apiVersion: {API_VERSIONS[-1]}`", "api-version")]
-    if api not in API_VERSIONS:
+    if not isinstance(api, str) or api not in API_VERSIONS:
         return None, [_err(doc, ("apiVersion",), f'unknown apiVersion "{api}"; known: {", ".join(API_VERSIONS)}',
                            "api-version")]
     kind = value.get("kind")
     if kind is None:
         return None, [_err(doc, (), f"missing kind: {' or '.join(KINDS)}", "kind")]
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         return None, [_err(doc, ("kind",), f'unknown kind "{kind}"{did_you_mean(str(kind), list(KINDS))}', "kind")]
     diags: list[Diagnostic] = []
     for e in _validator(kind).iter_errors(value):
