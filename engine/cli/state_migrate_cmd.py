@@ -35,4 +35,8 @@ def migrate(ctx: click.Context, source: str | None, target: str, lock_timeout: f
     counts = ", ".join(f"{report.counts.get(key, 0)} {label}" for key, label in _LABELS)
     click.echo(f"Migrated state {report.lineage} (serial {report.serial}) from {report.source} to "
                f"{report.target}: {counts}.")
-    click.echo(f"Use it with --state {report.target} (or SYNCFORM_STATE={report.target}).")
+    from engine.state.postgres import redact_url
+
+    plain = redact_url(target, mask=None)  # never suggest a URL with a password in it
+    hint = " with the password in PGPASSWORD or ~/.pgpass" if plain != target else ""
+    click.echo(f"Use it with --state {plain} (or SYNCFORM_STATE={plain}){hint}.")

@@ -255,8 +255,9 @@ def migrate_state(source_url: str, target_url: str, *, base: str | Path | None =
         target = open_store(target_url, base=base, **options)
         try:
             if source.lineage() == target.lineage():
-                raise StateError(f"{_shown(source_url)} and {_shown(target_url)} are the same state "
-                                 f"(lineage {source.lineage()})")
+                raise StateError(f"{_shown(source_url)} and {_shown(target_url)} are the same state, or one is "
+                                 f"already a copy of the other (lineage {source.lineage()}); migrate into a new, "
+                                 "empty state")
             with _locked(source, lock_timeout), _locked(target, lock_timeout):
                 say(f"reading {source.url}")
                 dump = export_state(source)

@@ -169,23 +169,31 @@ _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 # --- URLs -----------------------------------------------------------------------------------------
 
-def redact_url(url: str) -> str:
-    """The URL with its password (``user:pw@`` and ``password=`` parameters) replaced by ``***``."""
+def redact_url(url: str, *, mask: str | None = "***") -> str:
+    """The URL with its password (``user:pw@`` and ``password=`` parameters) replaced by ``***``
+    (``mask=None``: removed). A URL without a password comes back unchanged."""
     try:
         parts = urlsplit(url)
     except ValueError:
-        return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
-    netloc = parts.netloc
+        return re.sub(r"(//[^:/@]*):[^@]*@", (r"\1:" + mask + "@") if mask else r"\1@", url)
+    netloc, query, changed = parts.netloc, parts.query, False
     if "@" in netloc:
         userinfo, _, hosts = netloc.rpartition("@")
         if ":" in userinfo:
-            userinfo = userinfo.split(":", 1)[0] + ":***"
-        netloc = f"{userinfo}@{hosts}"
-    query = parts.query
+            user = userinfo.split(":", 1)[0]
+            netloc = f"{user}:{mask}@{hosts}" if mask else f"{user}@{hosts}"
+            changed = True
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         if any(k.lower() == "password" for k, _ in pairs):
-            query = urlencode([(k, "***" if k.lower() == "password" else v) for k, v in pairs], safe="*/")
+            if mask:
+                pairs = [(k, mask if k.lower() == "password" else v) for k, v in pairs]
+            else:
+                pairs = [(k, v) for k, v in pairs if k.lower() != "password"]
+            query = urlencode(pairs, safe="*/")
+            changed = True
+    if not changed:
+        return url
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
