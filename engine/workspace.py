@@ -470,25 +470,36 @@ def destroy_plan(session: Session, name: str, *, now: datetime | None = None) ->
 @dataclass(frozen=True, slots=True)
 class ReconcileRun:
     number: int
-    plan: "Plan"
+    plan: "Plan | None"  # None when the pass failed before planning
     result: "ApplyResult | None"  # None when there was nothing to do
+    error: str | None = None  # with an interval, a failed pass is reported and the loop goes on
 
 
 def reconcile(session: Session, paths: Sequence[str] = (), *, prune: bool = False, sync: bool = True,
               refresh: bool = False, interval: float | None = None, max_runs: int | None = None,
-              sleep: Callable[[float], None] = time.sleep,
+              sleep: Callable[[float], None] = time.sleep, lock_timeout: float = 10.0,
               progress: Callable[[str], None] | None = None) -> Iterator[ReconcileRun]:
     """Make everything deployed equal the specs, auto-approved; yields one ``ReconcileRun`` per pass.
 
     Deployed integrations gone from the specs are removed only with ``prune``. Without ``interval`` it
     runs once; with it, it runs every ``interval`` seconds (re-reading the specs) until ``max_runs``.
     """
+    from engine.errors import SyncformError
+
     runs = 0
     while True:
         runs += 1
-        p = plan(session, paths, refresh=refresh, prune=prune) if runs == 1 else _replan(session, paths, refresh, prune)
-        result = apply_plan(session, p, sync=sync, progress=progress, operation="reconcile") if p.has_changes else None
-        yield ReconcileRun(runs, p, result)
+        try:
+            p = plan(session, paths, refresh=refresh, prune=prune) if runs == 1 else _replan(session, paths, refresh, prune)
+            result = (apply_plan(session, p, sync=sync, progress=progress, operation="reconcile",
+                                 lock_timeout=lock_timeout) if p.has_changes else None)
+        except SyncformError as exc:
+            if interval is None:
+                raise
+            # a locked state, a spec broken by a merge, an app down: say so, try again next pass
+            yield ReconcileRun(runs, None, None, error=f"{type(exc).__name__}: {exc}")
+        else:
+            yield ReconcileRun(runs, p, result)
         if interval is None or (max_runs is not None and runs >= max_runs):
             return
         sleep(interval)

@@ -290,9 +290,11 @@ def destroy(ctx: click.Context, name: str, auto_approve: bool) -> int:
 @click.option("--max-runs", type=int, default=None, metavar="N", help="With --interval: stop after N passes.")
 @click.option("--no-sync", is_flag=True, help="Record configuration changes but run no sync.")
 @click.option("--refresh/--no-refresh", default=False, show_default=True, help="Refresh live field catalogs.")
+@click.option("--lock-timeout", type=float, default=10.0, show_default=True, metavar="SECONDS",
+              help="How long to wait for another apply to finish.")
 @click.pass_context
 def reconcile(ctx: click.Context, paths: tuple[str, ...], prune: bool, interval: float | None,
-              max_runs: int | None, no_sync: bool, refresh: bool) -> int:
+              max_runs: int | None, no_sync: bool, refresh: bool, lock_timeout: float) -> int:
     """Make everything deployed equal the repository (auto-approved; GitOps after a merge)."""
     from engine import workspace
 
@@ -301,8 +303,12 @@ def reconcile(ctx: click.Context, paths: tuple[str, ...], prune: bool, interval:
     code = 0
     with _session(ctx) as s:
         for run in workspace.reconcile(s, paths, prune=prune, sync=not no_sync, refresh=refresh, interval=interval,
-                                       max_runs=max_runs, progress=_progress):
+                                       max_runs=max_runs, lock_timeout=lock_timeout, progress=_progress):
             _warnings(s)
+            if run.plan is None:
+                click.echo(f"[{run.number}] failed, trying again in {interval:g}s: {run.error}", err=True)
+                code = 1
+                continue
             for note in run.plan.notes:
                 click.echo(f"Note: {note}", err=True)
             if run.result is None:

@@ -217,3 +217,21 @@ def test_the_specs_cache_follows_every_edit_and_is_private(session, repo, edit_s
         changed = workspace.plan(fresh, refresh=False)
     assert changed.spec_hash != first.spec_hash
     assert changed.steps[0].payload["spec"]["integration"]["description"].startswith("Support and sales now share")
+
+
+def test_a_reconcile_loop_reports_a_failed_pass_and_goes_on(session):
+    held = {"lock": session.store().acquire_lock("apply")}
+
+    def sleep(seconds):
+        if "lock" in held:
+            session.store().release_lock(held.pop("lock").id)
+
+    runs = list(workspace.reconcile(session, sync=False, interval=5, max_runs=2, sleep=sleep, lock_timeout=0.05))
+    assert runs[0].plan is None and "LockedError: state is locked by" in runs[0].error
+    assert runs[1].error is None and runs[1].result.ok
+
+
+def test_without_an_interval_reconcile_errors_are_the_callers(session):
+    session.store().acquire_lock("apply")
+    with pytest.raises(LockedError):
+        list(workspace.reconcile(session, sync=False, lock_timeout=0.05))
