@@ -13,6 +13,7 @@ traceback.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -317,9 +318,10 @@ class _Builder:
     tags outside YAML's core schema (``!!python/...``) are refused; merge keys (``<<``) are honoured.
     """
 
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, columns: "ColumnMap | None" = None) -> None:
         import yaml
 
+        self.columns = columns
         self.yaml = yaml
         self.file = file
         self.resolver = yaml.resolver.Resolver()
@@ -334,7 +336,10 @@ class _Builder:
 
     def mark(self, ev: Any) -> Mark:
         m = ev.start_mark
-        return Mark(self.file, m.line + 1, m.column + 1)
+        col = m.column + 1
+        if self.columns is not None:
+            col = self.columns(m.line + 1, col)
+        return Mark(self.file, m.line + 1, col)
 
     def _child_path(self) -> Path_:
         f = self.stack[-1]
@@ -502,7 +507,46 @@ def _parser(text: str) -> Any:
     return cls(text)
 
 
-def compose_documents(text: str, file: str) -> tuple[list[Document], list[Diagnostic]]:
+_EXPR = re.compile(r"\{\{.*?\}\}")
+
+
+class ColumnMap:
+    """Maps a column of the rendered text to the user's template on the same line.
+
+    Rendering keeps newlines, so lines match; columns shift where ``{{ … }}`` rendered to text of
+    another width. Equal stretches map exactly; a position inside rendered output maps to the start
+    of the template code that produced it.
+    """
+
+    def __init__(self, source: str, rendered: str) -> None:
+        self.src = source.split("\n")
+        self.out = rendered.split("\n")
+        self.cache: dict[int, list[tuple[str, int, int, int, int]]] = {}
+
+    def __call__(self, line: int, col: int) -> int:
+        if not (0 < line <= min(len(self.src), len(self.out))):
+            return col
+        src, out = self.src[line - 1], self.out[line - 1]
+        if src == out:
+            return col
+        ops = self.cache.get(line)
+        if ops is None:
+            import difflib
+
+            ops = self.cache[line] = difflib.SequenceMatcher(None, out, src, autojunk=False).get_opcodes()
+        i = col - 1
+        for tag, i1, i2, j1, j2 in ops:
+            if i1 <= i < i2 or (i == i2 == len(out)):
+                j = j1 + (i - i1) if tag == "equal" else j1
+                for m in _EXPR.finditer(src):  # inside {{ … }}: point at the expression's start
+                    if m.start() <= j < m.end():
+                        return m.start() + 1
+                return j + 1
+        return col
+
+
+def compose_documents(text: str, file: str, columns: ColumnMap | None = None
+                      ) -> tuple[list[Document], list[Diagnostic]]:
     """Every document of ``text`` as plain values with marks; YAML errors become Diagnostics.
 
     Safe loading only: values are built from the parser's events by ``_Builder`` (never by a
@@ -518,7 +562,7 @@ def compose_documents(text: str, file: str) -> tuple[list[Document], list[Diagno
         index = 0
         while not parser.check_event(yaml.StreamEndEvent):
             start = parser.get_event()  # DocumentStartEvent
-            b = _Builder(file)
+            b = _Builder(file, columns)
             while not parser.check_event(yaml.DocumentEndEvent):
                 b.event(parser.get_event())
             parser.get_event()
@@ -528,7 +572,10 @@ def compose_documents(text: str, file: str) -> tuple[list[Document], list[Diagno
     except _YamlError as exc:
         return docs, [_diag(exc.mark.file, exc.mark.line, exc.mark.col, exc.message, exc.code)]
     except yaml.YAMLError as exc:
-        return docs, [_yaml_error_diag(exc, file, text)]
+        d = _yaml_error_diag(exc, file, text)
+        if columns is not None:
+            d = Diagnostic(d.file, d.line, columns(d.line, d.col), d.severity, d.message, d.code)
+        return docs, [d]
     finally:
         if parser is not None:
             parser.dispose()
@@ -541,12 +588,14 @@ def load_file(path: Path, display: str, variables: dict[str, Any]) -> tuple[list
     if text is None:
         return [], diags
     templated = uses_template(text)
+    columns = None
     if templated:
         rendered, diags = render(text, display, variables)
         if rendered is None:
             return [], diags
+        columns = ColumnMap(text, rendered)
         text = rendered
-    docs, diags = compose_documents(text, display)
+    docs, diags = compose_documents(text, display, columns)
     for d in docs:
         d.templated = templated
     return docs, diags
