@@ -70,7 +70,7 @@ class Applier:
     def __init__(self, plan: Plan, *, store: StateStore, clients: Callable[[str], Any] | None = None,
                  sync: bool = True, who: str = "", commit: str | None = None,
                  clock: Callable[[], datetime] | None = None, progress: Callable[[str], None] | None = None,
-                 lock_timeout: float = 10.0, operation: str = "apply"):
+                 lock_timeout: float = 10.0, operation: str = "apply", sync_fn: Callable[..., Any] | None = None):
         self.plan = plan
         self.store = store
         self.clients = clients
@@ -82,7 +82,7 @@ class Applier:
         self.lock_timeout = lock_timeout
         self.operation = operation
         self.notes: list[str] = []
-        self._sync_fn: Any = None
+        self._sync_fn: Any = sync_fn  # default: engine.sync.sync_integration (a seam for tests and embedders)
         self._visitors: dict[str, Callable[[Step], StepResult]] = {
             "put_integration": self.visit_put_integration,
             "forget_module": self.visit_forget_module,
