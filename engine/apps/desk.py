@@ -86,7 +86,8 @@ class DeskClient(ClientBase):
         if since is not None and module in SEARCHABLE:
             pages = self._search_window(module, since)
         else:
-            pages = self._list(module, f"{self.base}/{module}", {"sortBy": "modifiedTime"}, "list")
+            pages = self._list(module, f"{self.base}/{module}", {"sortBy": "modifiedTime"}, "list",
+                               first=_first(module))
         for page in pages:
             records = [self._record(module, "list", raw) for raw in page]
             records = [r for r in records if (since is None or r.modified >= since)
@@ -132,12 +133,12 @@ class DeskClient(ClientBase):
         wanted = _norm(value)
         if module == "products" and field == "productName":
             pages = self._list(module, f"{self.base}/products/searchDuplicates", {"productName": value},
-                               "search")
+                               "search", first=0)
         elif field in SEARCHABLE.get(module, ()):
             pages = self._list(module, f"{self.base}/{module}/search", {field: value}, "search",
-                               max_from=SEARCH_FROM_MAX)
+                               first=0, max_from=SEARCH_FROM_MAX)
         else:  # no server-side filter for this field: read the module and compare here
-            pages = self._list(module, f"{self.base}/{module}", {}, "search")
+            pages = self._list(module, f"{self.base}/{module}", {}, "search", first=_first(module))
         out: dict[str, Record] = {}
         for page in pages:
             for raw in page:
@@ -245,10 +246,16 @@ class DeskClient(ClientBase):
                 continue
             if response.status_code in (200, 204):
                 results.extend(WriteResult(ok=True, id=rid, code="SUCCESS") for rid in batch)
+            elif response.status_code in (400, 404, 422) and len(batch) > 1:
+                # moveToTrash is all-or-nothing: one bad id fails the call; isolate it record by record
+                results.extend(r for rid in batch for r in self.delete_many(module, [rid]))
             elif response.status_code in (400, 404, 422):
-                err = self.http.error(response, module, "delete")  # moveToTrash is all-or-nothing
-                results.extend(WriteResult(ok=False, id=rid, code=err.code, message=str(err),
-                                           details=err.details) for rid in batch)
+                err = self.http.error(response, module, "delete")
+                errors = err.details.get("errors") if isinstance(err.details.get("errors"), list) else []
+                first = errors[0] if errors and isinstance(errors[0], dict) else {}
+                message = str(first.get("errorMessage") or "") or str(err)
+                results.append(WriteResult(ok=False, id=batch[0], code=err.code, message=message,
+                                           details=err.details))
             else:
                 raise self.http.error(response, module, "delete")
         return results
@@ -281,10 +288,13 @@ class DeskClient(ClientBase):
                                details={"errorCode": err.code, **err.details})
         raise self.http.error(response, module, op)
 
-    def _list(self, module: str, url: str, params: Mapping[str, Any], op: str, *,
+    def _list(self, module: str, url: str, params: Mapping[str, Any], op: str, *, first: int = 1,
               max_from: int | None = None) -> Iterator[list[Any]]:
-        """Raw pages of ``data[]`` with from/limit until a short page or 204, de-duplicated by id."""
-        start = 0
+        """Raw pages of ``data[]`` with from/limit until a short page or 204, de-duplicated by id.
+
+        ``first`` is the index of the first record: 0 for products and search, 1 elsewhere (Desk's
+        own defaults)."""
+        start = first
         seen: set[str] = set()
         while True:
             if max_from is not None and start > max_from:
@@ -301,7 +311,7 @@ class DeskClient(ClientBase):
             seen.update(str(i.get("id")) for i in items if isinstance(i, dict))
             if fresh:
                 yield fresh
-            if len(items) < LIMIT:
+            if len(items) < LIMIT or not fresh:  # a short page, or an endpoint that ignores paging
                 return
             start += len(items)
 
@@ -314,7 +324,7 @@ class DeskClient(ClientBase):
             params = {"modifiedTimeRange": f"{desk_time(start)},{desk_time(until)}", "sortBy": "modifiedTime"}
             read = 0
             last: datetime | None = None
-            for page in self._list(module, f"{self.base}/{module}/search", params, "list",
+            for page in self._list(module, f"{self.base}/{module}/search", params, "list", first=0,
                                    max_from=SEARCH_FROM_MAX):
                 read += len(page)
                 fresh = [i for i in page if str(i.get("id")) not in seen]
@@ -380,6 +390,11 @@ def to_wire(values: Mapping[str, Any]) -> dict[str, Any]:
     if cf:
         out["cf"] = cf
     return out
+
+
+def _first(module: str) -> int:
+    """Index of the first record in a list: products count from 0, the other modules from 1."""
+    return 0 if module == "products" else 1
 
 
 def _in_departments(rec: Record, departments: set[str]) -> bool:

@@ -27,7 +27,7 @@ _REGISTRY: dict[str, tuple[str, dict[str, Any]]] = {}
 
 SANDBOX_CREDENTIALS = ("sandbox", "sandbox", "sandbox-refresh")
 SANDBOX_BASE_URL = "http://sandbox.syncform.invalid"
-SANDBOX_ORG_ID = "1"
+SANDBOX_ORG_ID = "60001234"  # the sandbox accepts any; this is its organisation
 AUTH_KEYS = ("client_id", "client_secret", "refresh_token")
 
 

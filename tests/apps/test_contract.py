@@ -168,3 +168,147 @@ def test_no_token_or_secret_in_any_log_record_or_error(sandbox, caplog):
     assert any("retry" in t for t in texts)
     leaks = [(s, t) for t in texts for s in secrets if s in t]
     assert leaks == []
+
+
+# -- Zoho Desk ------------------------------------------------------------------------------------------
+
+def test_desk_round_trip(sandbox):
+    from datetime import timedelta
+
+    desk = sandbox.client("zoho_desk")
+    created = desk.create_many("contacts", [
+        {"lastName": f"D{i}", "firstName": "Dee", "email": f"d{i}@example.com", "cf.cf_customer_type": "Premium"}
+        for i in range(5)] + [{"firstName": "No last name"}])
+    assert [r.ok for r in created] == [True] * 5 + [False]
+    assert (created[5].code, created[5].field) == ("MANDATORY_NOT_FOUND", "lastName")
+    assert desk.stats()[("contacts", "create")] == 6 == sandbox.calls("zoho_desk", "contacts", "create")
+    ids = [r.id for r in created[:5]]
+    everything = [r for p in desk.list_changed("contacts", None) for r in p]
+    assert sorted(r.id for r in everything) == sorted(ids)
+    first = next(r for r in everything if r.id == ids[0])
+    assert first.values["cf.cf_customer_type"] == "Premium" and "cf" not in first.values
+    assert first.modified.tzinfo is not None and first.created is not None
+
+    up = desk.update_many("contacts", [(ids[1], {"cf.cf_customer_type": "Standard", "phone": "+1 555 0101"}),
+                                       ("9999999999999999999", {"lastName": "gone"})])
+    assert up[0].ok and not up[1].ok and up[1].id == "9999999999999999999"
+    changed = [r for p in desk.list_changed("contacts", up[0].modified) for r in p]
+    assert ids[1] in {r.id for r in changed}
+    assert next(r for r in changed if r.id == ids[1]).values["cf.cf_customer_type"] == "Standard"
+    assert [r for p in desk.list_changed("contacts", up[0].modified + timedelta(seconds=5)) for r in p] == []
+    assert sandbox.calls("zoho_desk", "contacts", "search") >= 2  # list_changed with a cursor searches
+
+    assert [r.id for r in desk.search("contacts", "email", "D3@example.com")] == [ids[3]]
+    assert [r.id for r in desk.get_many("contacts", [ids[4], ids[0]])] == [ids[4], ids[0]]
+
+    dl = desk.delete_many("contacts", [ids[2], "9999999999999999999"])
+    assert [r.ok for r in dl] == [True, False]  # one bad id does not sink the batch
+    deleted = [d.id for p in desk.list_deleted("contacts", None) for d in p]
+    assert deleted == [ids[2]]
+    assert sorted(r.id for p in desk.list_changed("contacts", None) for r in p) == sorted(set(ids) - {ids[2]})
+
+    fields = {f["api_name"]: f for f in desk.fields("contacts")}
+    assert fields["lastName"]["mandatory"] and "cf.cf_customer_type" in fields
+    users = desk.users()
+    assert users and users[0]["email"]
+
+
+def test_desk_products_need_departments(sandbox):
+    from engine.apps.base import ListFilter
+    from engine.errors import TerminalAppError
+
+    desk = sandbox.client("zoho_desk")
+    support, sales = desk.department_ids(["Support", "Sales"])
+    res = desk.create_many("products", [{"productName": "Widget", "departmentIds": [support]},
+                                        {"productName": "Gadget", "departmentIds": [sales]}])
+    assert all(r.ok for r in res), res
+    only_sales = [r for p in desk.list_changed("products", None, filter=ListFilter(departments=("Sales",)))
+                  for r in p]
+    assert [r.values["productName"] for r in only_sales] == ["Gadget"]
+    # a product created after reading a department filter lands in those departments
+    [new] = desk.create_many("products", [{"productName": "Gizmo", "unitPrice": 12.5}])
+    assert new.ok, new
+    assert desk.get_many("products", [new.id])[0].values["departmentIds"] == [sales]
+    assert [r.id for r in desk.search("products", "productName", "gizmo")] == [new.id]
+    with pytest.raises(TerminalAppError, match='did you mean "Sales"'):
+        desk.department_ids(["Sale"])
+
+
+def test_desk_count_associates_counts_tickets(sandbox):
+    desk = sandbox.client("zoho_desk")
+    [contact] = desk.create_many("contacts", [{"lastName": "Has tickets", "email": "t@example.com"}])
+    assert desk.count_associates("contacts", contact.id) == 0
+    [support] = desk.department_ids(["Support"])
+    tickets = desk.create_many("tickets", [{"subject": f"Help {i}", "departmentId": support,
+                                            "contactId": contact.id} for i in range(2)])
+    assert all(t.ok for t in tickets), tickets
+    assert desk.count_associates("contacts", contact.id) == 2
+
+
+def test_desk_writes_run_concurrently_within_the_limit(sandbox):
+    sandbox.faults(max_concurrency=3)  # the sandbox answers 429 past 3 requests in flight
+    desk = sandbox.client("zoho_desk", max_concurrency=3)
+    res = desk.create_many("accounts", [{"accountName": f"Acme {i}"} for i in range(40)])
+    assert all(r.ok for r in res)
+    assert sandbox.stats()["faults"].get("concurrency_429", 0) == 0
+    assert sandbox.calls("zoho_desk", "accounts", "create") == 40
+
+
+# -- Zoho Bookings ----------------------------------------------------------------------------------------
+
+def _service_and_staff(client):
+    services = client._call("GET", "services", "services", "list")["data"]
+    svc = services[0]
+    return svc["id"], svc["assigned_staffs"][0]
+
+
+def test_bookings_round_trip(sandbox):
+    from datetime import datetime, timedelta, timezone
+
+    bk = sandbox.client("zoho_bookings")
+    service, staff = _service_and_staff(bk)
+    day = (datetime.now(timezone.utc) + timedelta(days=30)).replace(hour=10, minute=0, second=0, microsecond=0)
+    booked = bk.create_many("appointments", [
+        {"service_id": service, "staff_id": staff, "start_time": day + timedelta(hours=i),
+         "customer_name": f"Cust {i}", "customer_email": f"cust{i}@example.com",
+         "customer_contact_no": "+1 555 0100"} for i in range(3)] + [
+        {"service_id": "404", "staff_id": staff, "start_time": day, "customer_name": "X",
+         "customer_email": "x@example.com"}])
+    assert [r.ok for r in booked] == [True, True, True, False]
+    assert booked[3].code == "FAILURE" and "service_id" in booked[3].message
+    ids = [r.id for r in booked[:3]]
+
+    appts = {r.id: r for p in bk.list_changed("appointments", None) for r in p}
+    assert set(ids) <= set(appts)
+    assert appts[ids[1]].values["start_time"] == (day + timedelta(hours=1)).strftime("%d-%b-%Y %H:%M:%S")
+    customers = {r.values["email"]: r for p in bk.list_changed("customers", None) for r in p}
+    assert {"cust0@example.com", "cust1@example.com", "cust2@example.com"} <= set(customers)
+    cust = customers["cust0@example.com"]
+    assert bk.count_associates("customers", cust.id) == 1
+
+    up = bk.update_many("customers", [(cust.id, {"name": "Renamed Cust", "phone": "+1 555 0199"})])
+    assert up[0].ok, up
+    assert bk.search("customers", "email", "CUST0@example.com")[0].values["name"] == "Renamed Cust"
+
+    moved = bk.update_many("appointments", [(ids[0], {"start_time": day + timedelta(hours=5)}),
+                                            (ids[1], {"service_name": "nope"})])
+    assert moved[0].ok and not moved[1].ok and moved[1].code == "NOT_UPDATABLE"
+    got = bk.get_many("appointments", [ids[0]])[0]
+    assert got.values["start_time"] == (day + timedelta(hours=5)).strftime("%d-%b-%Y %H:%M:%S")
+
+    cancelled = bk.delete_many("appointments", [ids[2]])
+    assert cancelled[0].ok
+    assert ids[2] in {d.id for p in bk.list_deleted("appointments", None) for d in p}
+    assert bk.get_many("appointments", [ids[2]])[0].values["status"] == "cancel"
+    assert sandbox.calls("zoho_bookings", "appointments", "create") == 4
+
+
+def test_bookings_add_customers_by_ten(sandbox):
+    bk = sandbox.client("zoho_bookings")
+    res = bk.create_many("customers", [{"name": f"Guest {i}", "email": f"g{i}@example.com", "phone": "+1 555 0100"}
+                                       for i in range(12)] + [{"email": "nameless@example.com"}])
+    assert [r.ok for r in res] == [True] * 12 + [False]
+    assert bk.stats()[("customers", "create")] == 2 == sandbox.calls("zoho_bookings", "customers", "create")
+    assert all(r.id for r in res[:12])
+    assert [r.code for r in bk.delete_many("customers", [res[0].id])] == ["NOT_SUPPORTED"]
+    assert [u["email"] for u in bk.users()]
