@@ -86,7 +86,7 @@ def build_plan(desired: Mapping[str, Mapping[str, Any]], deployed: Mapping[str, 
         elif want is not None and have is not None:
             _update_integration(b, name, want, have)
         if want is not None and live is not None:
-            drift.extend(_drift(name, want, live))
+            drift.extend(_drift(name, want, live, deployed=have is not None))
     b.changes.sort(key=lambda c: c.address)
     drift.sort(key=lambda d: (d.address, d.side))
     moment = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
@@ -365,7 +365,7 @@ def _field_view(f: Mapping[str, Any]) -> dict[str, Any]:
 
 # --- drift ------------------------------------------------------------------------------------------
 
-def _drift(name: str, want: Mapping[str, Any], live: LiveFields) -> list[Drift]:
+def _drift(name: str, want: Mapping[str, Any], live: LiveFields, *, deployed: bool = True) -> list[Drift]:
     from engine.catalog import catalog, type_kind
 
     spec = want["integration"]
@@ -399,8 +399,9 @@ def _drift(name: str, want: Mapping[str, Any], live: LiveFields) -> list[Drift]:
                 where = f"{side} field {fname} of {app} {m[side]}"
                 if lf is None:
                     found.append(Drift(address, side, app, m[side], fname, "deleted", cf.type if cf else "present",
-                                       None, f"{where} no longer exists in the app: the mapping cannot sync; "
-                                       "remove it from the spec or restore the field"))
+                                       None, f"{where} {'no longer exists' if deployed else 'does not exist'} in the app: "
+                                       "the mapping cannot sync; remove it from the spec or "
+                                       f"{'restore' if deployed else 'create'} the field"))
                     continue
                 if lf.get("encrypted") and not (cf and cf.encrypted):
                     found.append(Drift(address, side, app, m[side], fname, "encrypted", False, True,

@@ -88,3 +88,11 @@ def test_file_references_are_redacted_too(tmp_path):
     (tmp_path / "token.txt").write_text("file-secret-value-42\n")
     values = secret_values([{"auth": {"refresh_token": {"file": "token.txt"}}}], tmp_path)
     assert values == ("file-secret-value-42",)
+
+
+def test_a_new_integration_mapping_a_field_the_app_lacks_says_so():
+    live, _ = _live({("Contacts", "First_Name"): None})
+    plan = make_plan(base(), {}, live=live)
+    (drift,) = plan.drift
+    assert "right field First_Name of bigin Contacts does not exist in the app" in drift.message
+    assert "create the field" in drift.message
