@@ -55,8 +55,7 @@ def serve(port: int, host: str, data_dir: str, memory: bool, seed_count: int, se
     where = "memory" if memory else str(Path(data_dir) / "sandbox.db")
     click.echo(f"syncform sandbox listening on http://{bound_host}:{bound_port} (data: {where})")
     click.echo(f"port {bound_port}")
-    click.echo('credentials: client_id "sandbox", client_secret "sandbox", refresh_token "sandbox-refresh"; '
-               "Ctrl-C stops")
+    click.echo("sandbox credentials: see 'syncform sandbox serve --help'; Ctrl-C stops")
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:

@@ -276,7 +276,8 @@ class SandboxApp:
         if sub == "customers" and m == "GET":
             from engine.sandbox.bookings import list_customers
 
-            return json_response(200, {"note": "sandbox-only listing; Zoho Bookings has no customer list API",
+            return json_response(200, {"note": "sandbox-only listing, not part of the Zoho Bookings API (which has no "
+                                               "customer list endpoint)", "zoho_api": False,
                                        "data": list_customers(self.ctx)})
         raise ApiError(404, {"error": f"no sandbox endpoint {m} /_sandbox/{sub}"})
 

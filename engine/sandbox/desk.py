@@ -68,6 +68,18 @@ def ensure_departments(ctx: Context) -> list[str]:
     return ids
 
 
+def index_keys(ctx: Context, mod: ModuleCatalog, row: Row) -> None:
+    """Index e-mail (normalised) and phone (digits) values for searches."""
+    keys = {}
+    for f in mod.fields:
+        if f.kind == "email":
+            keys[f.api_name] = validate.norm(row.data.get(f.api_name))
+        elif f.kind == "phone":
+            keys[f.api_name] = re.sub(r"\D", "", str(row.data.get(f.api_name) or ""))
+    if keys:
+        ctx.store.set_keys(APP, mod.api_name, row.id, keys)
+
+
 def _unflatten(values: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     cf: dict[str, Any] = {}
@@ -226,6 +238,16 @@ class DeskApi:
     def list(self, req: Request, mod: ModuleCatalog) -> Response:
         offset, limit = self._paging(req, mod, default_limit=10 if mod.api_name != "products" else 10)
         fields = self._fields(req)
+        sort = (req.query.get("sortBy") or "").lstrip("-")
+        if not req.query.get("departmentId") and sort in ("", "createdTime", "modifiedTime"):
+            direction = "DESC" if (req.query.get("sortBy") or "").startswith("-") else "ASC"
+            order = {"": "id ASC", "createdTime": f"created {direction}, id {direction}",
+                     "modifiedTime": f"modified {direction}, id {direction}"}[sort]
+            chunk = self.ctx.store.query(APP, mod.api_name, order=order, limit=limit, offset=offset)
+            self.ctx.stats.call(APP, mod.api_name, "list")
+            if not chunk:
+                return json_response(204, None)
+            return json_response(200, {"data": [self.render(mod, r, fields) for r in chunk]})
         rows = self.ctx.store.query(APP, mod.api_name, order="id")
         if mod.api_name == "tickets" and req.query.get("departmentId"):
             rows = [r for r in rows if r.data.get("departmentId") == req.query["departmentId"]]
@@ -322,7 +344,7 @@ class DeskApi:
             raise invalid("limit", "invalid", f"limit must be between 1 and {MAX_LIMIT}")
         if not 0 <= start <= 999:
             raise invalid("from", "invalid", "from must be between 0 and 999")
-        rows = self.ctx.store.query(APP, mod.api_name, order="id")
+        rows = self._candidates(mod, q)
         used = False
         for p in SEARCH_PARAMS.get(mod.api_name, ()):
             if q.get(p) not in (None, ""):
@@ -352,6 +374,19 @@ class DeskApi:
         if not chunk:
             return json_response(204, None)
         return json_response(200, {"data": [self.render(mod, r) for r in chunk], "count": len(rows)})
+
+    def _candidates(self, mod: ModuleCatalog, q: dict[str, str]) -> list[Row]:
+        """Rows that can match: from the e-mail/phone index when the search names one exactly."""
+        store = self.ctx.store
+        if q.get("email") and not q["email"].endswith("*") and q["email"] != "${empty}":
+            ids = store.find_keys(APP, mod.api_name, "email", validate.norm(q["email"]))
+        elif q.get("phone") and not q["phone"].endswith("*") and q["phone"] != "${empty}":
+            want = re.sub(r"\D", "", q["phone"])
+            ids = sorted({*store.find_keys(APP, mod.api_name, "phone", want),
+                          *store.find_keys(APP, mod.api_name, "mobile", want)})
+        else:
+            return store.query(APP, mod.api_name, order="id")
+        return [r for r in (store.get(APP, mod.api_name, i) for i in ids) if r]
 
     def product_duplicates(self, req: Request, mod: ModuleCatalog) -> Response:
         name = req.query.get("productName")
@@ -468,6 +503,7 @@ class DeskApi:
             data["ticketNumber"] = str(100 + self.ctx.store.next_number("ticket"))
             data.setdefault("status", "Open")
         row = self.ctx.store.insert(APP, mod.api_name, self.ctx.store.new_id(APP), data, self.ctx.now_db())
+        index_keys(self.ctx, mod, row)
         self.ctx.stats.wrote(APP, mod.api_name, "create", 1)
         return row
 
@@ -488,6 +524,7 @@ class DeskApi:
                 raise derr(404, "URL_NOT_FOUND", "The URL you requested could not be found on our server.")
             clean = self._values(mod, body, creating=False, existing=row)
             row = self.ctx.store.update(row, {**row.data, **clean}, self.ctx.now_db())
+            index_keys(self.ctx, mod, row)
         self.ctx.stats.wrote(APP, mod.api_name, "update", 1)
         return json_response(200, self.render(mod, row))
 

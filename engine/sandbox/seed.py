@@ -289,8 +289,11 @@ def seed_app(ctx: Context, app: str, *, count: int, seed: int = 1, module: str |
 
         return seed_bookings(ctx, count=count, seed=seed, module=module)
     departments: list[str] = []
+    from engine.sandbox.zoho import index_keys
+
     if app == "zoho_desk":
         from engine.sandbox.desk import ensure_departments
+        from engine.sandbox.desk import index_keys as desk_index
 
         departments = ensure_departments(ctx)
     now = ctx.now()
@@ -313,7 +316,12 @@ def seed_app(ctx: Context, app: str, *, count: int, seed: int = 1, module: str |
                 modified_at = min(now, created_at + timedelta(days=r.choice((0, 0, 1, 3, 20, 90))))
                 data = _stored(app, kind, values, r, refs, users)
                 rid = ctx.store.new_id(app)
-                ctx.store.insert(app, m.api_name, rid, data, timefmt.to_db(created_at), timefmt.to_db(modified_at))
+                row = ctx.store.insert(app, m.api_name, rid, data, timefmt.to_db(created_at),
+                                       timefmt.to_db(modified_at))
+                if app != "zoho_desk":
+                    index_keys(ctx, app, m, row)
+                else:
+                    desk_index(ctx, m, row)
                 ids.append(rid)
             if kind == "company":
                 pool.update({pool_index(app, j): rid for j, rid in enumerate(ids)})

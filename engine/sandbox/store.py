@@ -33,6 +33,11 @@ CREATE TABLE IF NOT EXISTS records (
 CREATE INDEX IF NOT EXISTS records_modified ON records (app, module, deleted, modified, id);
 CREATE INDEX IF NOT EXISTS records_seq ON records (app, module, deleted, seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS keys (
+    app TEXT NOT NULL, module TEXT NOT NULL, field TEXT NOT NULL, value TEXT NOT NULL, id TEXT NOT NULL,
+    PRIMARY KEY (app, module, field, value, id)
+);
+CREATE INDEX IF NOT EXISTS keys_by_id ON keys (app, module, id);
 """
 
 # Id bases per app: CRM and Bigin ids are 19-digit strings, Desk ids 16-digit strings.
@@ -146,6 +151,20 @@ class Store:
                 "WHERE app=? AND module=? AND id=?",
                 (now, kind, by, self.next_seq(), row.app, row.module, row.id),
             )
+            self.conn.execute("DELETE FROM keys WHERE app=? AND module=? AND id=?", (row.app, row.module, row.id))
+
+    # unique-field index (normalised values of live records) ------------------------------------
+    def set_keys(self, app: str, module: str, rid: str, keys: dict[str, str]) -> None:
+        with self.lock:
+            self.conn.execute("DELETE FROM keys WHERE app=? AND module=? AND id=?", (app, module, rid))
+            self.conn.executemany("INSERT OR IGNORE INTO keys (app, module, field, value, id) VALUES (?,?,?,?,?)",
+                                  [(app, module, f, v, rid) for f, v in keys.items() if v])
+
+    def find_keys(self, app: str, module: str, field: str, value: str) -> list[str]:
+        with self.lock:
+            return [r[0] for r in self.conn.execute(
+                "SELECT id FROM keys WHERE app=? AND module=? AND field=? AND value=? ORDER BY id",
+                (app, module, field, value))]
 
     def get(self, app: str, module: str, rid: str, *, include_deleted: bool = False) -> Row | None:
         with self.lock:
@@ -194,5 +213,8 @@ class Store:
             if app is None:
                 self.conn.execute("DELETE FROM records")
                 self.conn.execute("DELETE FROM meta")
+                self.conn.execute("DELETE FROM keys")
             else:
                 self.conn.execute("DELETE FROM records WHERE app=?", (app,))
+                self.conn.execute("DELETE FROM keys WHERE app=?", (app,))
+                self.conn.execute("DELETE FROM meta WHERE key LIKE ?", (f"seeded:{app}",))

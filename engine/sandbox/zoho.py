@@ -19,6 +19,7 @@ from engine.sandbox.core import Context, display_name
 from engine.sandbox.http import ApiError, Request, Response, json_response
 from engine.sandbox.store import Row
 
+_SIMPLE_EQ = re.compile(r"^\(?\((\w+):equals:([^()\\,]*)\)\)?$")
 MAX_WRITE = 100
 MAX_PER_PAGE = 200
 DISCRETE_LIMIT = 2000
@@ -54,6 +55,36 @@ def field_id(app: str, module: str, name: str) -> str:
 
 def module_id(app: str, module: str) -> str:
     return field_id(app, "$modules", module)
+
+
+def unique_fields(mod: ModuleCatalog) -> list[str]:
+    """The system unique field first (Contacts Email, Accounts Account_Name...), then custom ones."""
+    names = [f.api_name for f in mod.fields if f.unique]
+    sys_u = SYSTEM_UNIQUE.get(mod.api_name)
+    if sys_u and mod.field(sys_u) and sys_u not in names:
+        names.insert(0, sys_u)
+    return names
+
+
+def digits(v: Any) -> str:
+    return re.sub(r"\D", "", str(v or ""))
+
+
+def indexed_fields(mod: ModuleCatalog) -> list[str]:
+    """Fields whose normalised values are indexed: unique fields, e-mail and phone fields."""
+    names = unique_fields(mod)
+    return names + [f.api_name for f in mod.fields if f.kind in ("email", "phone") and f.api_name not in names]
+
+
+def index_keys(ctx: Context, app: str, mod: ModuleCatalog, row: Row) -> None:
+    """Record the normalised values of ``row``'s indexed fields (duplicate checks and searches use
+    them); phone fields are indexed by their digits."""
+    keys = {}
+    for n in indexed_fields(mod):
+        f = mod.field(n)
+        v = row.data.get(n)
+        keys[n] = digits(v) if f is not None and f.kind == "phone" else validate.norm(v)
+    ctx.store.set_keys(app, mod.api_name, row.id, keys)
 
 
 class ZohoApi:
@@ -347,20 +378,28 @@ class ZohoApi:
     def search(self, req: Request, mod: ModuleCatalog) -> Response:
         fields = self._fields_param(req, required=False)
         q = req.query
-        rows = self.ctx.store.query(self.app, mod.api_name, order="id")
+        store = self.ctx.store
         if q.get("criteria"):
             pred = parse_criteria(q["criteria"], mod)
+            m = _SIMPLE_EQ.match(q["criteria"].strip())
+            if m and m.group(1) in indexed_fields(mod):
+                ids = store.find_keys(self.app, mod.api_name, m.group(1), validate.norm(m.group(2)))
+                rows = [r for r in (store.get(self.app, mod.api_name, i) for i in ids) if r]
+            else:
+                rows = store.query(self.app, mod.api_name, order="id")
             rows = [r for r in rows if pred(self._flat(mod, r))]
         elif q.get("email"):
-            want = q["email"].strip().casefold()
-            names = [f.api_name for f in mod.fields if f.kind == "email"]
-            rows = [r for r in rows if any(str(r.data.get(n) or "").strip().casefold() == want for n in names)]
+            want = validate.norm(q["email"])
+            ids = {i for n in indexed_fields(mod) if (f := mod.field(n)) and f.kind == "email"
+                   for i in store.find_keys(self.app, mod.api_name, n, want)}
+            rows = [r for r in (store.get(self.app, mod.api_name, i) for i in sorted(ids)) if r]
         elif q.get("phone"):
-            want = re.sub(r"\D", "", q["phone"])
-            names = [f.api_name for f in mod.fields if f.kind == "phone"]
-            rows = [r for r in rows if want and any(re.sub(r"\D", "", str(r.data.get(n) or "")) == want
-                                                    for n in names)]
+            want = digits(q["phone"])
+            ids = {i for n in indexed_fields(mod) if (f := mod.field(n)) and f.kind == "phone"
+                   for i in store.find_keys(self.app, mod.api_name, n, want)} if want else set()
+            rows = [r for r in (store.get(self.app, mod.api_name, i) for i in sorted(ids)) if r]
         elif q.get("word"):
+            rows = store.query(self.app, mod.api_name, order="id")
             want = q["word"].strip().casefold()
             rows = [r for r in rows if any(isinstance(v, str) and want in v.casefold()
                                            for k, v in r.data.items() if not k.startswith("_"))]
@@ -480,11 +519,7 @@ class ZohoApi:
         return {"code": e.code, "details": details, "message": e.message, "status": "error"}
 
     def _unique_fields(self, mod: ModuleCatalog) -> list[str]:
-        names = [f.api_name for f in mod.fields if f.unique]
-        sys_u = SYSTEM_UNIQUE.get(mod.api_name)
-        if sys_u and mod.field(sys_u) and sys_u not in names:
-            names.insert(0, sys_u)
-        return names
+        return unique_fields(mod)
 
     def _find_dup(self, mod: ModuleCatalog, name: str, value: Any, skip: str | None,
                   batch: list[tuple[str, dict[str, Any]]]) -> str | None:
@@ -494,11 +529,20 @@ class ZohoApi:
         for rid, data in batch:
             if rid != skip and validate.norm(data.get(name)) == want:
                 return rid
+        f = mod.field(name)
+        if name in indexed_fields(mod) and not (f is not None and f.kind == "phone"):
+            for rid in self.ctx.store.find_keys(self.app, mod.api_name, name, want):
+                if rid != skip:
+                    return rid
+            return None
         for r in self.ctx.store.query(self.app, mod.api_name, where="json_extract(data, ?) IS NOT NULL",
                                       params=[f'$."{name}"']):
             if r.id != skip and validate.norm(r.data.get(name)) == want:
                 return r.id
         return None
+
+    def index(self, mod: ModuleCatalog, row: Row) -> None:
+        index_keys(self.ctx, self.app, mod, row)
 
     def _dup_error(self, mod: ModuleCatalog, name: str, rid: str, i: int) -> dict[str, Any]:
         row = self.ctx.store.get(self.app, mod.api_name, rid)
@@ -570,12 +614,16 @@ class ZohoApi:
         admin = self.ctx.users(self.app)[0].id
         data.setdefault("Owner", admin)
         data["_created_by"] = data["_modified_by"] = admin
-        return self.ctx.store.insert(self.app, mod.api_name, self.ctx.store.new_id(self.app), data, now)
+        row = self.ctx.store.insert(self.app, mod.api_name, self.ctx.store.new_id(self.app), data, now)
+        self.index(mod, row)
+        return row
 
-    def _apply_update(self, row: Row, clean: dict[str, Any], now: str) -> Row:
+    def _apply_update(self, mod: ModuleCatalog, row: Row, clean: dict[str, Any], now: str) -> Row:
         data = {**row.data, **clean}
         data["_modified_by"] = self.ctx.users(self.app)[0].id
-        return self.ctx.store.update(row, data, now)
+        row = self.ctx.store.update(row, data, now)
+        self.index(mod, row)
+        return row
 
     def create(self, req: Request, mod: ModuleCatalog, parent: tuple[str, str] | None = None) -> Response:
         items = self._items(req)
@@ -638,7 +686,7 @@ class ZohoApi:
                 if error is not None:
                     results.append(error)
                     continue
-                row = self._apply_update(row, clean or {}, now)
+                row = self._apply_update(mod, row, clean or {}, now)
                 batch.append((row.id, row.data))
                 written += 1
                 results.append({"code": "SUCCESS", "details": self._details(row), "message": "record updated",
@@ -688,7 +736,7 @@ class ZohoApi:
                     results.append(error)
                     continue
                 if existing is not None:
-                    row = self._apply_update(existing, clean or {}, now)
+                    row = self._apply_update(mod, existing, clean or {}, now)
                     action, msg = "update", "record updated"
                 else:
                     row = self._insert(mod, clean or {}, now)
