@@ -269,10 +269,18 @@ def _merge(inp: PlanInput, lrec: Record | None, rrec: Record | None, link: Link 
             return [Op(kind, src, source_id=ids[src], code=exc.code, message=exc.message)]
     # conflicts: a target field whose own value changed too (both sides changed the same field map)
     conflicts: set[tuple[str, str]] = set()  # (target side, target field)
+    two_way = {s: {n for fl in m.flows[s] for n in fl.src} for s in ("left", "right")}
     for tgt in ("left", "right"):
         for t in list(desired[tgt]):
-            if t in changed[tgt] and not m.same(tgt, t, desired[tgt][t], now[tgt].get(t)):
-                conflicts.add((tgt, t))
+            if t not in changed[tgt] or t not in two_way[tgt] or m.same(tgt, t, desired[tgt][t], now[tgt].get(t)):
+                continue
+            if link is None:  # first match: fill what is empty, never erase a value with an empty one
+                if comparable_empty(m, tgt, t, now[tgt].get(t)):
+                    continue
+                if comparable_empty(m, tgt, t, desired[tgt][t]):
+                    del desired[tgt][t]
+                    continue
+            conflicts.add((tgt, t))
     writes: dict[str, dict[str, Any]] = {"left": {}, "right": {}}
     for tgt in ("left", "right"):
         for t, v in desired[tgt].items():
@@ -336,6 +344,12 @@ def _merge(inp: PlanInput, lrec: Record | None, rrec: Record | None, link: Link 
         ops.append(Op("link", "right", source_id=ids["left"], target_id=ids["right"], link=new_link, pair=pair,
                       code="refresh"))
     return ops
+
+
+def comparable_empty(m: ModuleMapper, side: str, name: str, value: Any) -> bool:
+    from engine.sync.mapping import comparable
+
+    return comparable(value, m.info(side, name).kind) is None
 
 
 def plan_deletes(mapper: ModuleMapper, deleted: Mapping[str, Iterable[str]], links: Mapping[str, Mapping[str, Link]],

@@ -269,3 +269,13 @@ def test_history_recorded_per_direction(sync, apps, store):
     by = {r.direction: r for r in runs}
     assert by["left-to-right"].created == 3 and by["right-to-left"].created == 0
     assert all(r.ended is not None and r.status == "ok" for r in runs)
+
+
+def test_first_match_fills_empty_fields_never_erases(sync, apps):
+    left, right = apps
+    lid = left.put("contacts", {"lastName": "Lee", "email": "lee@x.com", "phone": "5550100001"})
+    rid = right.put("Contacts", {"Last_Name": "Lee", "Email": "LEE@x.com", "First_Name": "Ann"})
+    sync()
+    assert left.all("contacts")[lid]["firstName"] == "Ann"
+    assert right.all("Contacts")[rid]["Mobile"] == "5550100001"
+    assert sync().writes == 0
