@@ -154,8 +154,49 @@ def read_text(path: Path, display: str) -> tuple[str | None, list[Diagnostic]]:
 
 
 # --------------------------------------------------------------------------------------- Jinja2
+_MARKERS = ("{{", "{%", "{#")
+
+
 def uses_template(text: str) -> bool:
-    return "{{" in text or "{%" in text or "{#" in text
+    """Whether the file is a Jinja2 template to render before reading it as YAML.
+
+    Field templates (``template: "{{ record.First_Name }}"``) are Jinja2 too, but they are evaluated
+    per record at sync time, not when the file is loaded: a file whose only template syntax sits in
+    ``template:`` values is plain YAML. A file that also uses file-level templating writes its field
+    templates inside ``{% raw %}…{% endraw %}``.
+    """
+    if not any(m in text for m in _MARKERS):
+        return False
+    docs, problems = compose_documents(text, "")
+    if problems:
+        return True
+    for doc in docs:
+        for path, value in _scalars(doc.value, ()):
+            if isinstance(value, str) and any(m in value for m in _MARKERS) and path[-1:] != ("template",):
+                return True
+        for path in doc.key_marks:
+            if isinstance(path[-1], str) and any(m in path[-1] for m in _MARKERS):
+                return True
+    return False
+
+
+def _scalars(value: Any, path: Path_) -> Any:
+    stack = [(value, path)]
+    seen: set[int] = set()
+    while stack:
+        v, p = stack.pop()
+        if isinstance(v, dict):
+            if id(v) in seen:
+                continue
+            seen.add(id(v))
+            stack.extend((x, p + (k,)) for k, x in v.items())
+        elif isinstance(v, list):
+            if id(v) in seen:
+                continue
+            seen.add(id(v))
+            stack.extend((x, p + (i,)) for i, x in enumerate(v))
+        else:
+            yield p, v
 
 
 _ENV = None

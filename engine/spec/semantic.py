@@ -345,6 +345,34 @@ def _check_field(integ: Integration, origin: Origin, i: int, j: int, m: Module, 
                           f"a name split or join works on text fields only: {', '.join(bad)} "
                           f"{'is' if len(bad) == 1 else 'are'} not text", "name-split")
 
+    # picklist value maps
+    if fm.values and len(fm.left) == 1 and len(fm.right) == 1:
+        lf, rf = known.get(("left", 0)), known.get(("right", 0))
+        picklists = [f for f in (lf, rf) if f is not None and f.kind in ("picklist", "multiselect")]
+        token = doc.at(path + ("values",)) if path is not None else fm.mark
+        if lf is not None and rf is not None and not picklists:
+            out.error(token, f"values maps picklist values, but neither {lf.api_name} nor {rf.api_name} is a picklist",
+                      "values-not-picklist")
+        for side, f, pos in (("left", lf, 0), ("right", rf, 1)):
+            if f is None or not f.picklist:
+                continue
+            unknown = [pair[pos] for pair in fm.values if pair[pos] not in f.picklist]
+            if unknown:
+                out.warning(token, f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not among the "
+                            f"picklist values of {app_of[side]} {f.api_name} ({', '.join(f.picklist[:8])}"
+                            f"{', …' if len(f.picklist) > 8 else ''})", "values-unknown")
+
+    # field templates: record.X must be a field of the source module
+    if fm.template is not None and path is not None:
+        src_side = "left" if fm.right else "right"
+        mod = mods.get(src_side)
+        if mod is not None:
+            for name in _template_fields(fm.template):
+                if mod.field(name) is None:
+                    out.error(doc.at(path + ("template",)), f'template reads record.{name}, which is not a field of '
+                              f"{app_of[src_side]} {mod.api_name}{did_you_mean(name, mod.field_names())}",
+                              "unknown-field")
+
     # type compatibility (one field to one field)
     if len(fm.left) == 1 and len(fm.right) == 1 and fm.value is None and fm.template is None:
         lf, rf = known.get(("left", 0)), known.get(("right", 0))
@@ -366,6 +394,37 @@ def _check_field(integ: Integration, origin: Origin, i: int, j: int, m: Module, 
                 elif verdict == LOSSY:
                     out.warning(token, f"{sa} {src.api_name} ({src.type}) to {da} {dst.api_name} ({dst.type}) "
                                 f"may lose data: {reason}{sfx}", "lossy-types")
+
+
+def _template_fields(source: str) -> list[str]:
+    """The ``record.X`` / ``record["X"]`` names a field template reads (empty if it does not parse)."""
+    from jinja2 import nodes
+    from jinja2.exceptions import TemplateSyntaxError
+
+    from engine.spec.loader import _environment
+
+    try:
+        ast = _environment().parse(source)
+    except TemplateSyntaxError:
+        return []
+    names = []
+    skip: set[int] = set()
+    for node in ast.find_all(nodes.Getattr):  # record.cf.cf_x is Desk's custom field "cf.cf_x"
+        inner = node.node
+        if isinstance(inner, nodes.Getattr) and inner.attr == "cf" and isinstance(inner.node, nodes.Name) \
+                and inner.node.name == "record":
+            names.append(f"cf.{node.attr}")
+            skip.add(id(inner))
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        target = node.node
+        if id(node) in skip:
+            continue
+        if isinstance(target, nodes.Name) and target.name == "record":
+            if isinstance(node, nodes.Getattr):
+                names.append(node.attr)
+            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+                names.append(node.arg.value)
+    return sorted(set(names))
 
 
 def _check_service_field(origin: Origin, path: tuple[Any, ...] | None, m: Module, fm: FieldMap,

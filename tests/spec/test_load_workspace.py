@@ -131,3 +131,18 @@ def test_explicit_files_and_missing_paths(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as err:
         load_workspace(["nope/"], root=tmp_path)
     assert str(err.value.diagnostics[0]) == "nope:1:1: error: no such file or folder: nope"
+
+
+def test_field_templates_are_kept_for_sync_time(tmp_path: Path) -> None:
+    spec = DESK_BIGIN.replace("- {right: Title, value: Customer}",
+                              '- {right: Title, template: "{{ record.firstName | upper }}"}')
+    _write(tmp_path, {"c.yaml": CONNECTIONS, "desk-bigin.yaml": spec})
+    ws, _ = load_workspace(root=tmp_path)  # no variables needed: the file itself is not a template
+    title = next(fm for fm in ws.integration("desk-bigin").modules[0].fields if fm.key == "Title")  # type: ignore
+    assert title.template == "{{ record.firstName | upper }}" and title.left == ()
+    raw = spec.replace('"{{ record.firstName | upper }}"', '"{% raw %}{{ record.firstName }}{% endraw %}"') \
+        .replace("metadata: {name: desk-bigin}", "metadata: {name: {{ name }}}")
+    _write(tmp_path, {"desk-bigin.yaml": raw})
+    ws, _ = load_workspace(root=tmp_path, variables={"name": "desk-bigin"})
+    title = next(fm for fm in ws.integration("desk-bigin").modules[0].fields if fm.key == "Title")  # type: ignore
+    assert title.template == "{{ record.firstName }}"
