@@ -78,10 +78,9 @@ def hosts_for(datacenter: str, base_url: str | None = None) -> Hosts:
     try:
         return DATACENTERS[datacenter]
     except KeyError:
-        from engine.errors import did_you_mean
+        from engine.errors import UsageError, did_you_mean
 
-        raise TerminalAppError(f"unknown data centre {datacenter!r}{did_you_mean(datacenter, DATACENTERS)}",
-                               code="INVALID_DATACENTER") from None
+        raise UsageError(f"unknown data centre {datacenter!r}{did_you_mean(datacenter, DATACENTERS)}") from None
 
 
 # --------------------------------------------------------------------------------------------------

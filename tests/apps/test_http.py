@@ -1,0 +1,152 @@
+"""The HTTP layer's pieces: data centres, Retry-After, the registry, Desk paging edge cases."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+
+import httpx
+import pytest
+
+from engine.apps.http import DATACENTERS, RetryPolicy, hosts_for, parse_retry_after
+from engine.apps.registry import open_client
+from engine.errors import SecretError, UsageError
+from engine.spec.model import Connection, SandboxOptions, SecretRef
+
+
+@pytest.mark.parametrize("dc,accounts,api,desk", [
+    ("us", "https://accounts.zoho.com", "https://www.zohoapis.com", "https://desk.zoho.com"),
+    ("eu", "https://accounts.zoho.eu", "https://www.zohoapis.eu", "https://desk.zoho.eu"),
+    ("au", "https://accounts.zoho.com.au", "https://www.zohoapis.com.au", "https://desk.zoho.com.au"),
+    ("ca", "https://accounts.zohocloud.ca", "https://www.zohoapis.ca", "https://desk.zohocloud.ca"),
+    ("cn", "https://accounts.zoho.com.cn", "https://www.zohoapis.com.cn", "https://desk.zoho.com.cn"),
+])
+def test_data_centre_hosts(dc, accounts, api, desk):
+    h = hosts_for(dc)
+    assert (h.accounts, h.api, h.desk) == (accounts, api, desk)
+
+
+def test_every_contract_data_centre_is_known():
+    assert set(DATACENTERS) == {"us", "eu", "in", "au", "jp", "cn", "ca", "sa"}
+
+
+def test_base_url_serves_accounts_api_and_desk():
+    h = hosts_for("eu", "http://127.0.0.1:8765/")
+    assert h.accounts == h.api == h.desk == "http://127.0.0.1:8765"
+
+
+def test_unknown_data_centre_lists_the_valid_ones():
+    with pytest.raises(UsageError, match="valid: au, ca, cn, eu, in, jp, sa, us"):
+        hosts_for("ue")
+
+
+def test_retry_after_seconds_and_http_date():
+    assert parse_retry_after("12") == 12.0
+    assert parse_retry_after(None) is None and parse_retry_after("soon") is None
+    when = datetime.now(timezone.utc) + timedelta(seconds=30)
+    assert 25 <= parse_retry_after(format_datetime(when, usegmt=True)) <= 31
+
+
+def test_retry_policy_caps_retry_after_and_jitters_below_the_exponential():
+    p = RetryPolicy(base_delay=1, max_delay=8, max_retry_after=60)
+    rng = random.Random(0)
+    assert p.delay(1, rng, retry_after=500) == 60
+    assert all(0 <= p.delay(a, rng) <= min(8, 2 ** (a - 1)) for a in range(1, 10) for _ in range(20))
+
+
+def test_unknown_app_lists_the_valid_ones(tmp_path):
+    with pytest.raises(UsageError) as err:
+        open_client(Connection(name="x", app="zoho_crn", sandbox=SandboxOptions()), workdir=tmp_path)
+    assert "zoho_crm" in str(err.value)
+
+
+def test_real_connection_without_auth_names_the_missing_keys(tmp_path):
+    conn = Connection(name="prod", app="bigin", auth=(("client_id", SecretRef("env", "X")),))
+    with pytest.raises(SecretError, match="client_secret, refresh_token"):
+        open_client(conn, workdir=tmp_path)
+
+
+def test_desk_without_org_id_is_a_usage_error(tmp_path, monkeypatch):
+    for k in ("A", "B", "C"):
+        monkeypatch.setenv(k, "value-" + k)
+    conn = Connection(name="desk", app="zoho_desk", auth=(("client_id", SecretRef("env", "A")),
+                      ("client_secret", SecretRef("env", "B")), ("refresh_token", SecretRef("env", "C"))))
+    with pytest.raises(UsageError, match="org_id"):
+        open_client(conn, workdir=tmp_path)
+
+
+def test_real_connection_calls_the_data_centre_hosts(tmp_path, monkeypatch):
+    for k in ("A", "B", "C"):
+        monkeypatch.setenv(k, "value-" + k * 8)
+    seen = []
+
+    def handler(request):
+        seen.append(str(request.url.copy_with(query=None)))
+        if request.url.path == "/oauth/v2/token":
+            assert b"grant_type=refresh_token" in request.content and not request.url.query
+            return httpx.Response(200, json={"access_token": "1000.aaaa.bbbb", "expires_in": 3600})
+        assert request.headers["orgId"] == "777"
+        return httpx.Response(200, json={"data": [{"id": "1", "name": "Support"}]})
+
+    conn = Connection(name="desk", app="zoho_desk", datacenter="eu", org_id="777",
+                      auth=(("client_id", SecretRef("env", "A")), ("client_secret", SecretRef("env", "B")),
+                            ("refresh_token", SecretRef("env", "C"))))
+    client = open_client(conn, workdir=tmp_path, transport=httpx.MockTransport(handler))
+    assert client.department_ids(["Support"]) == ["1"]
+    assert seen == ["https://accounts.zoho.eu/oauth/v2/token", "https://desk.zoho.eu/api/v1/departments"]
+
+
+def test_tokens_are_refreshed_before_they_expire(tmp_path):
+    from engine.apps.http import HttpLayer, hosts_for
+    from engine.apps.zoho import ZohoClient
+
+    now = [0.0]
+    issued = []
+
+    def handler(request):
+        if request.url.path == "/oauth/v2/token":
+            issued.append(1)
+            return httpx.Response(200, json={"access_token": f"1000.tok{len(issued)}.xyzxyz", "expires_in": 3600})
+        return httpx.Response(200, json={"users": [], "info": {"more_records": False}})
+
+    http = HttpLayer(app="bigin", connection="c", hosts=hosts_for("us"), transport=httpx.MockTransport(handler),
+                     credentials=("id", "secret-123456", "refresh-123456"), clock=lambda: now[0])
+    client = ZohoClient(http, app="bigin")
+    client.users()
+    now[0] = 3000.0
+    client.users()
+    assert len(issued) == 1
+    now[0] = 3545.0  # within the 60 s margin of expiry
+    client.users()
+    assert len(issued) == 2
+
+
+def test_desk_search_past_1000_hits_moves_the_window(tmp_path):
+    """Search reaches from ≤ 999; the client restarts at the last modifiedTime and reads everything once."""
+    from engine.apps.desk import DeskClient
+    from engine.apps.http import HttpLayer, hosts_for
+
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    rows = [{"id": str(10_000 + i), "lastName": f"L{i}",
+             "modifiedTime": (t0 + timedelta(seconds=i // 2)).strftime("%Y-%m-%dT%H:%M:%S.000Z")}
+            for i in range(2_500)]
+    calls = []
+
+    def handler(request):
+        q = request.url.params
+        assert request.url.path == "/api/v1/contacts/search"
+        lo = q["modifiedTimeRange"].split(",")[0]
+        start, limit = int(q["from"]), int(q["limit"])
+        if start > 999:
+            return httpx.Response(422, json={"errorCode": "INVALID_DATA", "message": "from"})
+        calls.append(start)
+        hits = [r for r in rows if r["modifiedTime"] >= lo]
+        chunk = hits[start:start + limit]
+        return httpx.Response(200, json={"data": chunk, "count": len(hits)}) if chunk else httpx.Response(204)
+
+    http = HttpLayer(app="zoho_desk", connection="d", hosts=hosts_for("us"), transport=httpx.MockTransport(handler))
+    client = DeskClient(http, org_id="1")
+    got = [r.id for p in client.list_changed("contacts", t0) for r in p]
+    assert sorted(got) == sorted(r["id"] for r in rows) and len(got) == len(set(got))
+    assert max(calls) <= 999
