@@ -32,7 +32,7 @@ from engine.sync.mapping import (
     CONFLICT_SKIPPED, MANDATORY_MISSING, REJECTED_BY_APP, ModuleMapper, comparable, other,
 )
 from engine.sync.plan import TOMBSTONE, MatchIndex, Op, PlanInput, plan_changes, plan_deletes, probe_values
-from engine.sync.report import OP_TO_COUNT, ModuleReport, SyncReport, sample_of
+from engine.sync.report import OP_TO_COUNT, SAMPLES_PER_KIND, ModuleReport, SyncReport, sample_of
 
 log = logging.getLogger(__name__)
 
@@ -338,6 +338,7 @@ class ModuleRun:
         for rid, rec in right.items():
             if rid not in rlinks:
                 index["right"].add(rec)
+        unlinked_right = bool(index["right"].records) and bool(self.module.match)
         links: dict[str, dict[str, Link]] = {"left": {}, "right": dict(rlinks)}
         inp = PlanInput(mapper=self.m, changed={"left": {}, "right": right}, links=links, index=index,
                         deleted=deleted_ids, initial=full)
@@ -360,9 +361,10 @@ class ModuleRun:
             links["left"].update(llinks)
             # partners linked to these left records but unchanged: their links are known via llinks
             self.find_candidates("left", [r for r in page if r.id not in llinks], inp, searched)
-            for rid, rec in recs.items():
-                if rid not in llinks:
-                    index["left"].add(rec)
+            if unlinked_right:  # only unlinked right records can still match a left one: else keep memory flat
+                for rid, rec in recs.items():
+                    if rid not in llinks:
+                        index["left"].add(rec)
             inp.changed["left"] = recs
             ops = _plan(inp, ("left",), done)
             ex.execute(ops)
@@ -553,8 +555,9 @@ class Executor:
         d = _direction(op.target) if op.kind not in ("fail", "skip") else \
             ("left-to-right" if op.target == "left" else "right-to-left")
         self.mr.rep.add(d, k)
-        kinds = {n: self.mr.m.info(op.target, n).kind for n in op.values}
-        self.mr.rep.sample(kind or op.kind, sample_of(op, kinds))
+        if len(self.mr.rep.samples.get(kind or op.kind, ())) < SAMPLES_PER_KIND:
+            kinds = {n: self.mr.m.info(op.target, n).kind for n in op.values}
+            self.mr.rep.sample(kind or op.kind, sample_of(op, kinds))
 
     def execute(self, ops: list[Op]) -> None:
         if not ops:

@@ -308,6 +308,7 @@ class ModuleMapper:
         self._owners = dict(owners or {})
         self._info: dict[tuple[str, str], FieldInfo] = {}
         self._env = None
+        self._fields: dict[str, tuple[str, ...]] = {}
         maps = list(module.fields)
         if not maps:
             maps = self._auto_fields()
@@ -393,6 +394,9 @@ class ModuleMapper:
 
     # -- fields to read --
     def fields(self, side: str) -> tuple[str, ...]:
+        cached = self._fields.get(side)
+        if cached is not None:
+            return cached
         names: list[str] = []
         for fl in self.flows[side]:
             names.extend(fl.src)
@@ -407,7 +411,8 @@ class ModuleMapper:
         seen: dict[str, None] = {}
         for n in names:
             seen.setdefault(n, None)
-        return tuple(seen)
+        self._fields[side] = tuple(seen)
+        return self._fields[side]
 
     def snapshot(self, side: str, values: Mapping[str, Any]) -> dict[str, Any]:
         """The merge-base values of a record: every field this module reads on ``side``."""

@@ -104,3 +104,27 @@ def test_bookings_customers_become_contacts_and_appointments_events(store, clock
     rep = sync_integration(integ, store=store, left=left, right=right, clock=clock)
     assert [v["Event_Title"] for v in right.all("Events").values()] == ["Demo"]
     assert rep.module("appointments").total("deleted") == 1
+
+
+class SlotsBookings(FakeApp):
+    def available_slots(self, service, staff, day):
+        return {"slots": ["09:00", "09:30", "10:00", "10:30"], "duration_minutes": 30, "staff_email": "sam@corp.com"}
+
+
+def test_free_slots_minus_busy_bigin_events(clock):
+    from datetime import date
+
+    from engine.sync.wiring import free_slots
+
+    bk, bigin = SlotsBookings("zoho_bookings", clock), FakeApp("bigin", clock)
+    bigin.users_ = [{"id": "7", "email": "sam@corp.com", "name": "Sam"}, {"id": "8", "email": "kim@corp.com"}]
+    bigin.put("Events", {"Start_DateTime": "2026-03-02T09:15:00+00:00", "End_DateTime": "2026-03-02T09:45:00+00:00",
+                         "Owner": {"id": "7"}})
+    bigin.put("Events", {"Start_DateTime": "2026-03-02T10:00:00+00:00", "End_DateTime": "2026-03-02T11:00:00+00:00",
+                         "Owner": {"id": "8"}})  # someone else's meeting does not block Sam
+    out = free_slots(bookings_integration(), left=bk, right=bigin, service="Consultation", staff="Sam",
+                     day=date(2026, 3, 2))
+    assert out["slots"] == ["10:00", "10:30"] and out["blocked"] == ["09:00", "09:30"]
+    off = free_slots(bookings_integration(check_conflicts=False), left=bk, right=bigin, service="Consultation",
+                     staff="Sam", day=date(2026, 3, 2))
+    assert off["slots"] == ["09:00", "09:30", "10:00", "10:30"]
