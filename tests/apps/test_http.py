@@ -150,3 +150,14 @@ def test_desk_search_past_1000_hits_moves_the_window(tmp_path):
     got = [r.id for p in client.list_changed("contacts", t0) for r in p]
     assert sorted(got) == sorted(r["id"] for r in rows) and len(got) == len(set(got))
     assert max(calls) <= 999
+
+
+def test_a_sandbox_connection_runs_in_process_with_its_seed(tmp_path):
+    conn = Connection(name="demo-bigin", app="bigin", sandbox=SandboxOptions(seed=7))
+    client = open_client(conn, workdir=tmp_path)
+    try:
+        got = [r for p in client.list_changed("Contacts", None, fields=["Last_Name", "Email"]) for r in p]
+    finally:
+        client.close()
+    assert len(got) == 7 and all(r.values.get("Last_Name") for r in got)
+    assert (tmp_path / ".syncform" / "sandbox" / "demo-bigin.db").exists()
