@@ -58,10 +58,12 @@ def for_connection(conn: Connection, workdir: Path) -> SandboxApp:
     return app
 
 
-def make_server(host: str, port: int, data_dir: str | Path | None, *, quiet: bool = True):
+def make_server(host: str, port: int, data_dir: str | Path | None, *, quiet: bool = True,
+                app: SandboxApp | None = None):
     """A threaded wsgiref server bound to (host, port); port 0 picks a free one
-    (``server.server_address[1]``). Its access log, when not quiet, shows method, path (never the
-    query string, which can hold OAuth parameters) and status."""
+    (``server.server_address[1]``). It serves ``app`` when given, else a new app whose database is
+    ``<data_dir>/sandbox.db`` (in memory when ``data_dir`` is None). Its access log, when not quiet,
+    shows method, path (never the query string, which can hold OAuth parameters) and status."""
     from socketserver import ThreadingMixIn
     from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server as _make
 
@@ -81,13 +83,14 @@ def make_server(host: str, port: int, data_dir: str | Path | None, *, quiet: boo
             if not quiet:
                 super().log_message(format, *args)
 
-    if data_dir is None:
-        db = ":memory:"
-    else:
-        d = Path(data_dir)
-        d.mkdir(parents=True, exist_ok=True)
-        db = str(d / "sandbox.db")
-    app = SandboxApp(db)
+    if app is None:
+        if data_dir is None:
+            db = ":memory:"
+        else:
+            d = Path(data_dir)
+            d.mkdir(parents=True, exist_ok=True)
+            db = str(d / "sandbox.db")
+        app = SandboxApp(db)
     server = _make(host, port, app, server_class=Server, handler_class=Handler)
     server.sandbox_app = app  # type: ignore[attr-defined]
     return server

@@ -58,29 +58,30 @@ def anon(app: SandboxApp) -> httpx.Client:
 
 
 @pytest.fixture
-def client(anon: httpx.Client) -> httpx.Client:
-    return authorize(anon)
-
-
-@pytest.fixture
-def server():
-    """``syncform sandbox serve`` in a thread on a free loopback port; yields the base URL."""
-    srv = make_server("127.0.0.1", 0, None)
+def server(app: SandboxApp):
+    """The threaded server of ``syncform sandbox serve`` on a free loopback port, serving ``app``
+    (same clock); yields (base URL, app)."""
+    srv = make_server("127.0.0.1", 0, None, app=app)
     t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     t.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}", srv.sandbox_app
+    yield f"http://127.0.0.1:{srv.server_address[1]}", app
     srv.shutdown()
     srv.server_close()
-    srv.sandbox_app.close()
     t.join(5)
 
 
 @pytest.fixture(params=["wsgi", "loopback"])
-def any_client(request, anon):
-    """The same contract, in-process and over real HTTP on loopback."""
+def client(request, anon):
+    """An authorised client (with orgId): every contract test runs in-process (httpx WSGI transport)
+    and over real HTTP against the threaded server on loopback."""
     if request.param == "wsgi":
         yield authorize(anon)
         return
     base, _ = request.getfixturevalue("server")
     with httpx.Client(base_url=base, timeout=10) as c:
         yield authorize(c)
+
+
+@pytest.fixture
+def any_client(client):
+    return client

@@ -6,7 +6,7 @@ import threading
 
 import httpx
 
-from tests.sandbox.conftest import authorize
+from tests.sandbox.conftest import TOKEN_PARAMS, authorize
 
 
 def statuses(client, n: int) -> list[int]:
@@ -131,3 +131,27 @@ def test_seeded_apps_share_people_with_variations_and_near_duplicates(app):
     # every seeded record is valid by the catalog (the API would accept it back)
     r = app.ctx.store.query("bigin", "Pipelines")[0]
     assert r.data["Stage"] and r.data["Sub_Pipeline"] and r.data["Deal_Name"]
+
+
+def test_timeout_fault_answers_504_after_the_delay_or_times_the_client_out(anon, server):
+    c = authorize(anon)
+    c.post("/_sandbox/faults", json={"timeout_rate": 1.0, "timeout_ms": 10})
+    r = c.get("/crm/v8/Contacts", params={"fields": "Email"})
+    assert r.status_code == 504 and r.json()["code"] == "INTERNAL_ERROR"
+    base, _ = server
+    c.post("/_sandbox/faults", json={"timeout_rate": 1.0, "timeout_ms": 1500})
+    with httpx.Client(base_url=base, timeout=0.2, headers=dict(c.headers)) as slow:
+        try:
+            slow.get("/crm/v8/Contacts", params={"fields": "Email"})
+            timed_out = False
+        except httpx.TimeoutException:
+            timed_out = True
+    assert timed_out
+    assert c.get("/_sandbox/stats").json()["faults"]["timeout"] == 2
+    c.post("/_sandbox/faults", json={})
+
+
+def test_faults_do_not_touch_oauth_or_sandbox_endpoints(anon):
+    anon.post("/_sandbox/faults", json={"rate_429": 1.0, "seed": 1})
+    assert anon.post("/oauth/v2/token", params=TOKEN_PARAMS).status_code == 200
+    assert anon.get("/_sandbox/stats").status_code == 200
