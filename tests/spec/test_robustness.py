@@ -59,3 +59,30 @@ def test_mutated_examples_never_crash(tmp_path_factory, doc_index: int, pick: in
     (folder / "spec.yaml").write_text(yaml.safe_dump_all(others + [mutated], sort_keys=False))
     ws, diags = check_workspace(["."], root=folder)
     assert all(d.severity in ("error", "warning") and d.line >= 1 and d.col >= 1 for d in diags)
+
+
+yaml_alphabet = st.sampled_from(list("ab:-[]{},&*!|>'\"#%@`?\n \t0123456789.~<=") + ["{{", "}}", "{%", "%}", "<<",
+                                                                                       "---", "...", "!!python/"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(parts=st.lists(yaml_alphabet, max_size=60))
+def test_any_text_gives_diagnostics_not_exceptions(parts: list[str]) -> None:
+    from engine.spec.loader import compose_documents, render
+
+    text = "".join(parts)
+    docs, diags = compose_documents(text, "f.yaml")
+    assert all(d.line >= 1 and d.col >= 1 for d in diags)
+    out, diags = render(text, "f.yaml", {})
+    assert (out is None) == bool(diags)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=200))
+def test_any_bytes_give_diagnostics_not_exceptions(tmp_path_factory, data: bytes) -> None:
+    from engine.spec.loader import load_file
+
+    p = tmp_path_factory.mktemp("b") / "x.yaml"
+    p.write_bytes(data)
+    docs, diags = load_file(p, "x.yaml", {})
+    assert all(d.line >= 1 and d.col >= 1 for d in diags)
