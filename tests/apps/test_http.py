@@ -161,3 +161,40 @@ def test_a_sandbox_connection_runs_in_process_with_its_seed(tmp_path):
         client.close()
     assert len(got) == 7 and all(r.values.get("Last_Name") for r in got)
     assert (tmp_path / ".syncform" / "sandbox" / "demo-bigin.db").exists()
+
+
+def test_clients_against_the_real_sandbox_serve_cli(tmp_path):
+    """The real ``syncform sandbox serve --port 0`` in a subprocess, reached over loopback."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "sandbox", "serve", "--port", "0", "--memory"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"})
+    try:
+        url = None
+        for _ in range(20):
+            line = proc.stdout.readline()
+            m = re.search(r"listening on (http://\S+)", line)
+            if m:
+                url = m.group(1)
+                break
+        assert url, "sandbox serve did not print its address"
+        bigin = open_client(Connection(name="cli-bigin", app="bigin", sandbox=SandboxOptions(), base_url=url),
+                            workdir=tmp_path)
+        desk = open_client(Connection(name="cli-desk", app="zoho_desk", sandbox=SandboxOptions(), base_url=url),
+                           workdir=tmp_path)
+        try:
+            res = bigin.create_many("Contacts", [{"Last_Name": "Over", "Email": "over@example.com"}])
+            assert res[0].ok
+            assert [r.id for r in bigin.search("Contacts", "Email", "over@example.com")] == [res[0].id]
+            [c] = desk.create_many("contacts", [{"lastName": "Loop", "email": "loop@example.com"}])
+            assert c.ok and [r.id for r in desk.search("contacts", "email", "loop@example.com")] == [c.id]
+        finally:
+            bigin.close()
+            desk.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
