@@ -477,12 +477,14 @@ class ReconcileRun:
 
 def reconcile(session: Session, paths: Sequence[str] = (), *, prune: bool = False, sync: bool = True,
               refresh: bool = False, interval: float | None = None, max_runs: int | None = None,
-              sleep: Callable[[float], None] = time.sleep, lock_timeout: float = 10.0,
+              sleep: Callable[[float], None] = time.sleep, lock_timeout: float = 10.0, allow_empty: bool = False,
               progress: Callable[[str], None] | None = None) -> Iterator[ReconcileRun]:
     """Make everything deployed equal the specs, auto-approved; yields one ``ReconcileRun`` per pass.
 
-    Deployed integrations gone from the specs are removed only with ``prune``. Without ``interval`` it
-    runs once; with it, it runs every ``interval`` seconds (re-reading the specs) until ``max_runs``.
+    Deployed integrations gone from the specs are removed only with ``prune``, and never all of them at
+    once unless ``allow_empty`` (a checkout without specs must not wipe the deployment; Argo CD's
+    ``allowEmpty``). Without ``interval`` it runs once; with it, it runs every ``interval`` seconds
+    (re-reading the specs) until ``max_runs``.
     """
     from engine.errors import SyncformError
 
@@ -491,6 +493,7 @@ def reconcile(session: Session, paths: Sequence[str] = (), *, prune: bool = Fals
         runs += 1
         try:
             p = plan(session, paths, refresh=refresh, prune=prune) if runs == 1 else _replan(session, paths, refresh, prune)
+            _guard_empty(p, allow_empty)
             result = (apply_plan(session, p, sync=sync, progress=progress, operation="reconcile",
                                  lock_timeout=lock_timeout) if p.has_changes else None)
         except SyncformError as exc:
@@ -503,6 +506,14 @@ def reconcile(session: Session, paths: Sequence[str] = (), *, prune: bool = Fals
         if interval is None or (max_runs is not None and runs >= max_runs):
             return
         sleep(interval)
+
+
+def _guard_empty(p: "Plan", allow_empty: bool) -> None:
+    removals = [s.integration for s in p.steps if s.type == "remove_integration"]
+    if removals and not p.scope and not allow_empty:
+        raise UsageError(f"the specs declare no integration, so --prune would remove all {len(removals)} deployed "
+                         f"({', '.join(removals[:5])}{', …' if len(removals) > 5 else ''}); refusing. If that is "
+                         "really wanted, pass --allow-empty (or syncform destroy NAME one by one)")
 
 
 def _replan(session: Session, paths: Sequence[str], refresh: bool, prune: bool) -> "Plan":

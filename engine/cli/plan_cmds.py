@@ -286,6 +286,7 @@ def destroy(ctx: click.Context, name: str, auto_approve: bool) -> int:
 @click.command("reconcile")
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--prune", is_flag=True, help="Also remove deployed integrations gone from the specs.")
+@click.option("--allow-empty", is_flag=True, help="With --prune: allow removing every deployed integration.")
 @click.option("--interval", type=float, default=None, metavar="SECONDS", help="Keep reconciling every SECONDS.")
 @click.option("--max-runs", type=int, default=None, metavar="N", help="With --interval: stop after N passes.")
 @click.option("--no-sync", is_flag=True, help="Record configuration changes but run no sync.")
@@ -293,7 +294,7 @@ def destroy(ctx: click.Context, name: str, auto_approve: bool) -> int:
 @click.option("--lock-timeout", type=float, default=10.0, show_default=True, metavar="SECONDS",
               help="How long to wait for another apply to finish.")
 @click.pass_context
-def reconcile(ctx: click.Context, paths: tuple[str, ...], prune: bool, interval: float | None,
+def reconcile(ctx: click.Context, paths: tuple[str, ...], prune: bool, allow_empty: bool, interval: float | None,
               max_runs: int | None, no_sync: bool, refresh: bool, lock_timeout: float) -> int:
     """Make everything deployed equal the repository (auto-approved; GitOps after a merge)."""
     from engine import workspace
@@ -303,7 +304,8 @@ def reconcile(ctx: click.Context, paths: tuple[str, ...], prune: bool, interval:
     code = 0
     with _session(ctx) as s:
         for run in workspace.reconcile(s, paths, prune=prune, sync=not no_sync, refresh=refresh, interval=interval,
-                                       max_runs=max_runs, lock_timeout=lock_timeout, progress=_progress):
+                                       max_runs=max_runs, lock_timeout=lock_timeout, allow_empty=allow_empty,
+                                       progress=_progress):
             _warnings(s)
             if run.plan is None:
                 click.echo(f"[{run.number}] failed, trying again in {interval:g}s: {run.error}", err=True)

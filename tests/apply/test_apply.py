@@ -172,7 +172,10 @@ def test_reconcile_prunes_only_when_asked(session, repo):
     kept = list(workspace.reconcile(session, sync=False))
     assert kept[0].result is None and session.store().get_deployed("desk-bigin") is not None
     assert any("left alone" in n for n in kept[0].plan.notes)
-    pruned = list(workspace.reconcile(session, sync=False, prune=True))
+    with pytest.raises(UsageError, match="would remove all 1 deployed \\(desk-bigin\\); refusing"):
+        list(workspace.reconcile(session, sync=False, prune=True))
+    assert session.store().get_deployed("desk-bigin") is not None
+    pruned = list(workspace.reconcile(session, sync=False, prune=True, allow_empty=True))
     assert pruned[0].result.ok and session.store().get_deployed("desk-bigin") is None
 
 
@@ -235,3 +238,30 @@ def test_without_an_interval_reconcile_errors_are_the_callers(session):
     session.store().acquire_lock("apply")
     with pytest.raises(LockedError):
         list(workspace.reconcile(session, sync=False, lock_timeout=0.05))
+
+
+def test_reconcile_prune_removes_only_what_left_the_repository(session, repo):
+    extra = repo / "integrations" / "extra.yaml"
+    extra.write_text("""apiVersion: syncform/v1
+kind: Integration
+metadata: {name: accounts-oneway}
+spec:
+  left:  {app: zoho_desk, connection: desk}
+  right: {app: bigin, connection: bigin}
+  modules:
+    - name: accounts
+      left: accounts
+      right: Accounts
+      direction: left-to-right
+      match: [{left: accountName, right: Account_Name}]
+      fields:
+        - {left: accountName, right: Account_Name}
+""")
+    list(workspace.reconcile(session, sync=False))
+    assert [d.name for d in session.store().list_deployed()] == ["accounts-oneway", "desk-bigin"]
+    extra.unlink()
+    session.specs(reload=True)
+    (run,) = workspace.reconcile(session, sync=False, prune=True)
+    assert [(c.address, c.action) for c in run.plan.changes if c.action != "no-op"] == [
+        ("accounts-oneway", "delete"), ("accounts-oneway.accounts", "delete")]
+    assert [d.name for d in session.store().list_deployed()] == ["desk-bigin"]
