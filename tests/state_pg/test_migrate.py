@@ -159,3 +159,19 @@ def _state_group():
     from engine.cli.plan_cmds import state
 
     return state
+
+
+def test_sqlite_to_sqlite_needs_no_server_and_keeps_everything(tmp_path, clock):
+    first, second = _sqlite_url(tmp_path, "a.db"), _sqlite_url(tmp_path, "b.db")
+    src = open_store(first, clock=clock)
+    ids = _fill(src, clock)
+    before = export_state(src)
+    src.close()
+    report = migrate_state(first, second)
+    assert report.counts == before.counts() and report.serial == before.serial
+    copy = open_store(second)
+    assert export_state(copy) == before
+    assert copy.journal_add(JournalEntry(None, "x", "m", "left", "create", ())) > ids["pending"]
+    copy.close()
+    with pytest.raises(StateError, match="name the same state"):
+        migrate_state(first, f"sqlite:///{tmp_path}/./a.db")
