@@ -66,6 +66,18 @@ class SyncReport:
     def ok(self) -> bool:
         return all(m.status in ("ok", "halted") for m in self.modules)
 
+    def summary(self) -> str:
+        """One line: what the run did (or, dry, would do)."""
+        if self.paused:
+            return f"{self.integration} is paused; nothing exchanged"
+        verb = "would be " if self.dry_run else ""
+        parts = [f"{self.total(k)} {verb}{k}" for k in ("created", "updated", "deleted", "linked", "failed")
+                 if self.total(k)] or ["no changes"]
+        if self.total("conflicts"):
+            parts.append(f"{self.total('conflicts')} conflicts")
+        bad = [f"{m.module} {m.status}: {m.message}" for m in self.modules if m.status != "ok"]
+        return ", ".join(parts) + (f" ({'; '.join(bad)})" if bad else "")
+
     def as_dict(self) -> dict[str, Any]:
         return {"integration": self.integration, "dry_run": self.dry_run, "paused": self.paused,
                 "message": self.message, "halted_deletes": self.halted_deletes,
