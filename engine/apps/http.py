@@ -89,7 +89,7 @@ def hosts_for(datacenter: str, base_url: str | None = None) -> Hosts:
 class Redactor:
     """Known secret strings, replaced by ``***`` wherever text leaves the layer."""
 
-    MIN_LEN = 6  # never redact trivial strings (they would mangle every message)
+    MIN_LEN = 8  # never redact trivial strings (they would mangle every message)
 
     def __init__(self) -> None:
         self._secrets: set[str] = set()
@@ -191,7 +191,7 @@ class HttpLayer:
                  max_concurrency: int = 10, retry: RetryPolicy | None = None,
                  sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
                  timeout: float = 60.0, headers: Mapping[str, str] | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, public_credentials: bool = False):
         from engine.apps.oauth import TOKEN_PATH, TokenSource
 
         self.app = app
@@ -213,6 +213,7 @@ class HttpLayer:
             self.tokens = TokenSource(
                 connection=connection, token_url=hosts.accounts + TOKEN_PATH, client_id=client_id,
                 client_secret=client_secret, refresh_token=refresh_token, clock=clock,
+                public_credentials=public_credentials,
                 send=lambda method, url, **kw: self._send(method, url, module="oauth", op="token",
                                                           auth=False, **kw))
 

@@ -34,7 +34,8 @@ class TokenSource:
 
     def __init__(self, *, connection: str, token_url: str, client_id: str, client_secret: str,
                  refresh_token: str, send: Callable[..., httpx.Response],
-                 clock: Callable[[], float] = time.monotonic, max_margin: float = 60.0):
+                 clock: Callable[[], float] = time.monotonic, max_margin: float = 60.0,
+                 public_credentials: bool = False):
         from engine.apps.http import REDACTOR
 
         self.connection = connection
@@ -51,7 +52,8 @@ class TokenSource:
         self._margin = 0.0
         self.refreshes = 0
         self.api_domain: str | None = None
-        REDACTOR.add(client_secret, refresh_token)
+        if not public_credentials:  # the sandbox's well-known credentials are not secrets
+            REDACTOR.add(client_secret, refresh_token)
 
     def __repr__(self) -> str:
         held = "held" if self._token else "none"

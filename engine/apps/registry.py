@@ -95,7 +95,8 @@ def open_client(conn: Connection, *, workdir: Path, transport: httpx.BaseTranspo
                              f"(the organisation id, Setup > Developer Space > API)")
         client_opts["org_id"] = org_id
     http = HttpLayer(app=conn.app, connection=conn.name, hosts=hosts, transport=transport,
-                     credentials=credentials, max_concurrency=conn.max_concurrency, **options)
+                     credentials=credentials, max_concurrency=conn.max_concurrency,
+                     public_credentials=credentials == SANDBOX_CREDENTIALS, **options)
     try:
         return cls(http, **kwargs, **client_opts)
     except Exception:
