@@ -232,6 +232,7 @@ def _cached_desired(session: Session, paths: Sequence[str]) -> tuple[dict[str, d
                     return data["desired"], redactor(secrets)
         except (OSError, ValueError, KeyError, TypeError):
             pass  # a damaged cache is only a miss
+    session.specs(paths, reload=True)  # the files differ from what the cache saw: never reuse an older load
     desired = _desired(session, paths)
     conns = _connections_of(session, desired)
     secrets = secret_values(conns, session.root)

@@ -265,3 +265,12 @@ spec:
     assert [(c.address, c.action) for c in run.plan.changes if c.action != "no-op"] == [
         ("accounts-oneway", "delete"), ("accounts-oneway.accounts", "delete")]
     assert [d.name for d in session.store().list_deployed()] == ["desk-bigin"]
+
+
+def test_a_long_lived_session_sees_spec_edits_without_reload(session, edit_spec):
+    first = workspace.plan(session, refresh=False)
+    edit_spec("Support and sales share", "Support and sales now share")
+    second = workspace.plan(session, refresh=False)  # no session.specs(reload=True) here
+    assert second.spec_hash != first.spec_hash
+    assert [c.address for c in second.changes if c.action == "create"][0] == "desk-bigin"
+    assert second.steps[0].payload["spec"]["integration"]["description"].startswith("Support and sales now")
