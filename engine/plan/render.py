@@ -112,7 +112,7 @@ def render_text(plan: Mapping[str, Any], *, color: bool = False) -> str:
         out.append("After apply, these syncs run:")
         out.extend(f"  {n}. {step_text(s)}" for n, s in enumerate(syncs, 1))
     else:
-        out.append("No sync runs follow (metadata only).")
+        out.append("No sync runs follow.")
     unchanged = _unchanged(plan)
     if unchanged:
         out.append(f"Unchanged: {unchanged} (not shown).")
