@@ -16,7 +16,8 @@
 #
 # Environment: SYNCFORM_PG_BINDIR (directory holding initdb and pg_ctl: skips the search),
 # SYNCFORM_PG_LIBDIR (where to look for */bin, default /usr/lib/postgresql), SYNCFORM_PG_NO_INSTALL=1
-# (never apt-get install), SYNCFORM_PG_POINTER (file remembering the running server's directory).
+# (never apt-get install), SYNCFORM_PG_USER (the unprivileged user to run it as, when root),
+# SYNCFORM_PG_POINTER (file remembering the running server's directory).
 # Messages go to stderr; only the URL goes to stdout. Exit status 1 when no server could be started.
 set -euo pipefail
 
@@ -77,6 +78,10 @@ install_postgres() {
 # the unprivileged user that owns and runs the cluster
 pick_user() {
   if [ "$(id -u)" != 0 ]; then id -un; return 0; fi
+  if [ -n "${SYNCFORM_PG_USER:-}" ]; then
+    id "$SYNCFORM_PG_USER" >/dev/null 2>&1 && { echo "$SYNCFORM_PG_USER"; return 0; }
+    say "SYNCFORM_PG_USER=$SYNCFORM_PG_USER is not a user here"; return 1
+  fi
   if id syncform-pg >/dev/null 2>&1; then echo syncform-pg; return 0; fi
   if command -v useradd >/dev/null 2>&1 &&
      useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin syncform-pg >/dev/null 2>&1; then
@@ -123,7 +128,7 @@ cmd_start() {
     install_postgres || return 1
     bindir="$(find_bindir)" || die "installed postgresql but still found no initdb/pg_ctl under $LIBDIR/*/bin or on PATH"
   fi
-  local user; user="$(pick_user)" || die "no unprivileged user to run PostgreSQL as (could not create syncform-pg, no nobody)"
+  local user; user="$(pick_user)" || die "no unprivileged user to run PostgreSQL as (set SYNCFORM_PG_USER to one, or let this script create syncform-pg)"
   local dir; dir="$(mktemp -d "${TMPDIR:-/tmp}/syncform-pg.XXXXXX")"
   chmod 700 "$dir"
   mkdir "$dir/sock"
