@@ -481,7 +481,8 @@ def seed_bookings(ctx: Context, *, count: int, seed: int, module: str | None) ->
     now = ctx.now()
     with ctx.store.transaction():
         if module in (None, "customers"):
-            for j in range(count):
+            start = ctx.store.count(APP, "customers") + ctx.store.count(APP, "customers", deleted=True)
+            for j in range(start, start + count):
                 p = slot_person(APP, seed, j)
                 r = random.Random(f"{seed}:{APP}:customers:{j}")
                 at = now - timedelta(days=r.randint(0, 400), seconds=r.randint(0, 86399))

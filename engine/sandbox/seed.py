@@ -273,6 +273,10 @@ def _fix(module: ModuleCatalog, values: dict[str, Any], r: random.Random) -> dic
     return out
 
 
+def _existing(ctx: Context, app: str, module: str) -> int:
+    return ctx.store.count(app, module) + ctx.store.count(app, module, deleted=True)
+
+
 def seed_app(ctx: Context, app: str, *, count: int, seed: int = 1, module: str | None = None) -> dict[str, int]:
     """Create ``count`` demo records per module of ``app`` (or of one ``module``); returns the counts."""
     cat = ctx.catalog(app)
@@ -303,7 +307,8 @@ def seed_app(ctx: Context, app: str, *, count: int, seed: int = 1, module: str |
     with ctx.store.transaction():
         for kind, m in mods:
             ids: list[str] = []
-            for j in range(count):
+            start = _existing(ctx, app, m.api_name)  # seeding again continues the slots: no duplicates
+            for j in range(start, start + count):
                 r = _rng(seed, app, m.api_name, j)
                 if app == "zoho_desk":
                     values = _desk_values(kind, j, seed, app, refs, r, departments)
@@ -324,7 +329,7 @@ def seed_app(ctx: Context, app: str, *, count: int, seed: int = 1, module: str |
                     desk_index(ctx, m, row)
                 ids.append(rid)
             if kind == "company":
-                pool.update({pool_index(app, j): rid for j, rid in enumerate(ids)})
+                pool.update({pool_index(app, start + j): rid for j, rid in enumerate(ids)})
             refs[kind] = ids + [x for x in refs.get(kind, []) if x not in ids]
             created[m.api_name] = len(ids)
             ctx.stats.wrote(app, m.api_name, "seed", len(ids))

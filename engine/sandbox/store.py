@@ -74,6 +74,7 @@ class Store:
     def __init__(self, db_path: str) -> None:
         self.path = db_path
         self.lock = threading.RLock()
+        self._depth = 0
         self.conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
         if db_path != ":memory:" and not db_path.startswith("file::memory:"):
             self.conn.execute("PRAGMA journal_mode=WAL")
@@ -86,13 +87,24 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
+        """One atomic write (re-entrant: an inner transaction joins the outer one)."""
         with self.lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
             self.conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
             try:
                 yield
             except BaseException:
+                self._depth = 0
                 self.conn.execute("ROLLBACK")
                 raise
+            self._depth = 0
             self.conn.execute("COMMIT")
 
     # ids and counters -------------------------------------------------------------------------

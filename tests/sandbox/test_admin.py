@@ -155,3 +155,11 @@ def test_faults_do_not_touch_oauth_or_sandbox_endpoints(anon):
     anon.post("/_sandbox/faults", json={"rate_429": 1.0, "seed": 1})
     assert anon.post("/oauth/v2/token", params=TOKEN_PARAMS).status_code == 200
     assert anon.get("/_sandbox/stats").status_code == 200
+
+
+def test_seeding_twice_adds_new_records_without_duplicates(client, app):
+    client.post("/_sandbox/seed", json={"app": "bigin", "count": 25, "seed": 2})
+    client.post("/_sandbox/seed", json={"app": "bigin", "count": 25, "seed": 2})
+    emails = [r.data["Email"].strip().casefold() for r in app.ctx.store.query("bigin", "Contacts")]
+    names = [r.data["Account_Name"].casefold() for r in app.ctx.store.query("bigin", "Accounts")]
+    assert len(emails) == 50 == len(set(emails)) and len(names) == 50 == len(set(names))

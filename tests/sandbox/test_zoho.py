@@ -330,3 +330,19 @@ def test_notes_parent_shapes_v8_and_v2(client):
     assert sorted(n["Note_Content"] for n in related) == ["Called", "Second"]
     r = client.post("/crm/v8/Notes", json={"data": [{"Note_Content": "orphan"}]})
     assert r.json()["data"][0]["details"]["api_name"] == "Parent_Id"
+
+
+def test_bigin_pipeline_body_from_the_docs_is_accepted(client):
+    r = client.post("/bigin/v2/Pipelines", json={"data": [
+        {"Deal_Name": "Renewal", "Sub_Pipeline": "Sales Pipeline Standard", "Stage": "Qualification"}]})
+    assert r.status_code == 201, r.text
+    r = client.post("/bigin/v2/Pipelines", json={"data": [{"Deal_Name": "No stage"}]})
+    assert r.status_code == 400 and r.json()["data"][0]["code"] == "MANDATORY_NOT_FOUND"
+
+
+def test_read_only_fields_are_ignored_and_ids_are_not_taken_from_the_body(client):
+    r = client.post("/crm/v8/Contacts", json={"data": [{"Last_Name": "R", "id": "1", "Created_Time":
+                                                        "2001-01-01T00:00:00+00:00", "Full_Name": "Zed"}]})
+    rid = r.json()["data"][0]["details"]["id"]
+    got = client.get(f"/crm/v8/Contacts/{rid}").json()["data"][0]
+    assert rid != "1" and got["Created_Time"] == "2026-03-02T09:30:00+00:00" and got["Full_Name"] == "R"
