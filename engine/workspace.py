@@ -414,6 +414,11 @@ def status(session: Session, name: str | None = None) -> dict[str, Any]:
     return out
 
 
+def deployed(session: Session, name: str) -> Any:
+    """The deployed integration ``name`` (``engine.state.base.Deployed``); StateError naming the close ones."""
+    return _require(session.store(), name)
+
+
 def _require(store: "StateStore", name: str) -> Any:
     d = store.get_deployed(name)
     if d is None:

@@ -210,10 +210,10 @@ def state_list(ctx: click.Context) -> None:
 @click.argument("name")
 @click.pass_context
 def state_show(ctx: click.Context, name: str) -> None:
-    from engine.workspace import _require
+    from engine import workspace
 
     with _session(ctx) as s:
-        d = _require(s.store(), name)
+        d = workspace.deployed(s, name)
         click.echo(json.dumps({"name": d.name, "spec_hash": d.spec_hash, "paused": d.paused,
                                "applied_at": d.applied_at.isoformat() if d.applied_at else None,
                                "spec": d.spec}, indent=2, ensure_ascii=False))
