@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 DEFAULT_URL = "sqlite:///.syncform/state.db"
 
-# scheme -> "module:factory"; a factory takes (url, location, **options). Add PostgreSQL here.
+# scheme -> "module:factory"; a factory takes (url, location, **options).
 SCHEMES: dict[str, str] = {
     "sqlite": "engine.state:_open_sqlite",
     "postgresql": "engine.state:_open_postgres",
@@ -39,9 +39,7 @@ def open_store(url: str = DEFAULT_URL, *, base: str | Path | None = None, **opti
                          f"(supported: {', '.join(sorted(SCHEMES))})")
     target = SCHEMES.get(scheme.lower())
     if target is None:
-        later = " (PostgreSQL state stores are not available in this build yet)" if scheme.lower().startswith(
-            ("postgres", "postgresql")) else ""
-        raise StateError(f'unsupported state URL scheme "{scheme}"{later}; supported: '
+        raise StateError(f'unsupported state URL scheme "{scheme}"; supported: '
                          f"{', '.join(s + '://' for s in sorted(SCHEMES))}")
     module, attr = target.split(":")
     factory = getattr(importlib.import_module(module), attr)
