@@ -9,7 +9,6 @@ Tokens live in memory only; nothing here logs a request header, a query string o
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import threading

@@ -114,7 +114,7 @@ class BookingsApi:
                                  "status": "error"})
         method, fn = handlers[ep]
         if req.method != method and not (ep == "fetchappointment" and req.method == "GET"):
-            raise ApiError(405, {"code": "INVALID_REQUEST_METHOD", "details": {},
+            raise ApiError(400, {"code": "INVALID_REQUEST_METHOD", "details": {},
                                  "message": "The http request method type is not a valid one", "status": "error"})
         ensure_setup(self.ctx)
         try:

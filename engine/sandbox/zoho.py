@@ -150,7 +150,7 @@ class ZohoApi:
                 return self.delete(req, notes, parts[3])
         else:
             raise err(404, "INVALID_URL_PATTERN", "Please check if the URL trying to access is a correct one")
-        raise err(405, "INVALID_REQUEST_METHOD", "The http request method type is not a valid one")
+        raise err(400, "INVALID_REQUEST_METHOD", "The http request method type is not a valid one")
 
     def module(self, name: str) -> ModuleCatalog:
         mod = self.ctx.module(self.app, name)

@@ -346,3 +346,11 @@ def test_read_only_fields_are_ignored_and_ids_are_not_taken_from_the_body(client
     rid = r.json()["data"][0]["details"]["id"]
     got = client.get(f"/crm/v8/Contacts/{rid}").json()["data"][0]
     assert rid != "1" and got["Created_Time"] == "2026-03-02T09:30:00+00:00" and got["Full_Name"] == "R"
+
+
+def test_wrong_method_and_unknown_paths(client):
+    r = client.patch("/crm/v8/Contacts")
+    assert r.status_code == 400 and r.json()["code"] == "INVALID_REQUEST_METHOD"
+    for path in ("/crm/v9/Contacts", "/bigin/v3/Contacts", "/nowhere"):
+        r = client.get(path)
+        assert r.status_code == 404 and r.json()["code"] == "INVALID_URL_PATTERN"
