@@ -14,11 +14,31 @@ def repo(tmp_path):
     return tmp_path
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def state_url(request):
+    """Every apply test runs on SQLite, and on PostgreSQL when SYNCFORM_TEST_POSTGRES names a server
+    (``export SYNCFORM_TEST_POSTGRES=$(scripts/pg-test-server.sh start)``)."""
+    if request.param == "sqlite":
+        yield "sqlite:///.syncform/state.db"
+        return
+    import os
+    import uuid
+
+    url = os.environ.get("SYNCFORM_TEST_POSTGRES")
+    if not url:
+        pytest.skip("SYNCFORM_TEST_POSTGRES is not set (scripts/pg-test-server.sh start)")
+    psycopg = pytest.importorskip("psycopg")
+    schema = f"apply_{uuid.uuid4().hex[:12]}"
+    yield f"{url}{'&' if '?' in url else '?'}schema={schema}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
 @pytest.fixture
-def session(repo):
+def session(repo, state_url):
     from engine.workspace import open_session
 
-    s = open_session(root=repo, clock=lambda: NOW)
+    s = open_session(root=repo, clock=lambda: NOW, state_url=state_url)
     yield s
     s.close()
 
