@@ -36,7 +36,13 @@ from engine.sync.report import OP_TO_COUNT, SAMPLES_PER_KIND, ModuleReport, Sync
 
 log = logging.getLogger(__name__)
 
-OVERLAP = timedelta(seconds=30)  # re-read window behind each cursor: late commits at the boundary
+# Cursors. Apps stamp Modified_Time in whole seconds and "changed since" is inclusive, so the boundary
+# second is read again (re-reading costs no write: the merge compares values). Once the boundary has
+# settled — our read started SETTLE after the newest change we saw, more than any write in flight or
+# clock skew — the next read starts after it; otherwise it starts at it.
+SETTLE = timedelta(seconds=5)
+OVERLAP = timedelta(0)  # extra re-read window behind each cursor (0: the boundary rule above suffices)
+SECOND = timedelta(seconds=1)
 BATCH = 100
 SEARCH_LIMIT = 20  # unlinked records per module run looked up by search; beyond, the other side is read once
 Progress = Callable[[str, str, int, int | None], None]  # (module, phase, done, total)
@@ -321,11 +327,16 @@ class ModuleRun:
         since = {s: (None if full or self.cursor[s] is None else _parse(self.cursor[s]) - OVERLAP)
                  for s in ("left", "right")}
         self.maxmod: dict[str, datetime | None] = {"left": None, "right": None}
+        self.read_start = {"left": _now(self.r.clock), "right": _now(self.r.clock)}
         deleted_ids = {s: {d.id for d in self.deleted[s]} for s in ("left", "right")}
         # the right side, in full (its changes since the cursor)
         right: dict[str, Record] = {}
         n = 0
-        for page in ([] if self.r.retry is not None else self.r.clients["right"].list_changed(self.api("right"), since["right"], fields=self.m.fields("right"),
+        # a side whose changes cannot flow anywhere (one-way modules) is read only in full runs, for
+        # matching: its echo of our own writes then costs no read either
+        skip = {side: self.r.retry is not None or (not full and not self.m.flows[side]) for side in ("left", "right")}
+        self.skipped_read = skip
+        for page in ([] if skip["right"] else self.r.clients["right"].list_changed(self.api("right"), since["right"], fields=self.m.fields("right"),
                                                          filter=self.r.filter_for("right", self.module, full))):
             for rec in page:
                 right[rec.id] = rec
@@ -347,7 +358,8 @@ class ModuleRun:
         self.full_index = {"left": full, "right": full}
         # stream the left side: plan and execute page by page
         n = 0
-        pages = [] if self.r.retry is not None else self.r.clients["left"].list_changed(
+        self.read_start["left"] = _now(self.r.clock)
+        pages = [] if skip["left"] else self.r.clients["left"].list_changed(
             self.api("left"), since["left"], fields=self.m.fields("left"),
             filter=self.r.filter_for("left", self.module, full))
         extra: dict[str, Record] = {}
@@ -452,9 +464,12 @@ class ModuleRun:
             for side in ("left", "right"):
                 prev = _parse(self.cursor[side])
                 seen = self.maxmod.get(side)
-                value = max(x for x in (prev, seen) if x is not None) if (prev or seen) else self.r.now
+                if seen is not None and self.read_start[side] - seen > SETTLE:
+                    seen = seen.replace(microsecond=0) + SECOND  # the boundary second has settled
                 if prev is None and seen is None:
-                    value = self.r.now
+                    value = self.r.now - SETTLE
+                else:
+                    value = max(x for x in (prev, seen) if x is not None)
                 self.store.set_cursor(self.name, self.module.name, side, _fmt(value))
                 dprev = _parse(self.store.get_cursor(self.name, self.module.name, side, "deleted"))
                 dseen = max((d.deleted_at for d in self.deleted[side]), default=None)

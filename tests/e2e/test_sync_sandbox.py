@@ -5,6 +5,7 @@ of reference/sync-anchors.md §e (pages of 200 read, batches of 100 written)."""
 from __future__ import annotations
 
 import math
+from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
@@ -38,15 +39,25 @@ def person(i: int, **kw) -> dict:
 class Env:
     def __init__(self, tmp_path):
         from engine.apps.registry import open_client
-        from engine.sandbox import for_connection
+        from engine.sandbox import SandboxApp
         from engine.state import open_store
 
+        self.now = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
         self.conns = {"bigin": Connection(name="bigin", app="bigin", sandbox=SandboxOptions()),
                       "crm": Connection(name="crm", app="zoho_crm", sandbox=SandboxOptions())}
-        self.apps = {k: for_connection(c, tmp_path) for k, c in self.conns.items()}
-        self.left = open_client(self.conns["bigin"], workdir=tmp_path)
-        self.right = open_client(self.conns["crm"], workdir=tmp_path)
+        # one clock for both apps and the engine: the sandbox stamps Modified_Time with it
+        self.apps = {k: SandboxApp(str(tmp_path / f"{k}.db"), clock=self.clock) for k in self.conns}
+        self.left = open_client(self.conns["bigin"], workdir=tmp_path,
+                                transport=httpx.WSGITransport(app=self.apps["bigin"]))
+        self.right = open_client(self.conns["crm"], workdir=tmp_path,
+                                 transport=httpx.WSGITransport(app=self.apps["crm"]))
         self.store = open_store(f"sqlite:///{tmp_path}/state.db")
+
+    def clock(self) -> datetime:
+        return self.now
+
+    def tick(self, seconds: float = 1.0) -> None:
+        self.now += timedelta(seconds=seconds)
 
     def admin(self, name: str, path: str, body: dict | None = None) -> dict:
         with httpx.Client(transport=httpx.WSGITransport(app=self.apps[name]), base_url="http://sandbox") as c:
@@ -66,12 +77,16 @@ class Env:
     def sync(self, integ=None, **kw):
         from engine.sync import sync_integration
 
-        return sync_integration(integ or integration(), store=self.store, left=self.left, right=self.right, **kw)
+        self.tick(10)  # time passes between runs
+        return sync_integration(integ or integration(), store=self.store, left=self.left, right=self.right,
+                                clock=self.clock, **kw)
 
     def close(self):
         self.left.close()
         self.right.close()
         self.store.close()
+        for app in self.apps.values():
+            app.close()
 
 
 @pytest.fixture
@@ -86,7 +101,7 @@ def writes(rep) -> int:
 
 
 def test_one_way_initial_at_floor_then_noop_then_one_percent(env):
-    n = 400
+    n = 3000
     env.seed(env.left, [person(i) for i in range(n)])
     integ = integration(modules=(module(direction="left-to-right"),))
     rep = env.sync(integ)
@@ -97,10 +112,13 @@ def test_one_way_initial_at_floor_then_noop_then_one_percent(env):
     assert sorted(r.values["Email"] for r in crm) == sorted(f"ada{i}@example.com" for i in range(n))
     rep2 = env.sync(integ)
     assert rep2.writes == 0
+    # no-op floor: changed + deleted on the source, deleted on the target (a one-way target is not re-read)
+    assert rep2.api_calls["left"] + rep2.api_calls["right"] <= 4
     edited = env.all(env.left)[:4]
     env.left.update_many("Contacts", [(r.id, {"Last_Name": "Edited"}) for r in edited])
     rep3 = env.sync(integ)
     assert rep3.total("updated") == 4 and rep3.writes == 4
+    assert rep3.api_calls["left"] + rep3.api_calls["right"] <= 4 + 1
     assert sum(1 for r in env.all(env.right) if r.values["Last_Name"] == "Edited") == 4
     assert env.right.stats().get(("Contacts", "update")) == 1
 
@@ -127,9 +145,7 @@ def test_conflict_latest_and_deletes_and_outage(env):
     rrecs = {r.values["Email"]: r for r in env.all(env.right)}
     e = "ada1@example.com"
     env.left.update_many("Contacts", [(lrecs[e].id, {"First_Name": "FromBigin"})])
-    import time
-
-    time.sleep(1.1)  # the sandbox stamps whole seconds
+    env.tick(2)  # the CRM edit is the later one
     env.right.update_many("Contacts", [(rrecs[e].id, {"First_Name": "FromCRM"})])
     rep = env.sync(integ)
     assert rep.total("conflicts") == 1

@@ -279,3 +279,28 @@ def test_first_match_fills_empty_fields_never_erases(sync, apps):
     assert left.all("contacts")[lid]["firstName"] == "Ann"
     assert right.all("Contacts")[rid]["Mobile"] == "5550100001"
     assert sync().writes == 0
+
+
+def test_change_at_the_cursor_boundary_is_not_lost(sync, apps, clock):
+    """A write in flight during our read, stamped in the same second as the newest change we saw."""
+    left, right = apps
+    ids = seed(left, "contacts", 3, desk)
+    rep = sync()
+    newest = max(left.meta[("contacts", i)][1] for i in ids)
+    # committed after our read, with the same Modified_Time as the newest record that read saw
+    late = left.put("contacts", desk(77))
+    left.meta[("contacts", late)] = (newest, newest)
+    rep = sync()
+    assert any(v["Email"] == "ann77@x.com" for v in right.all("Contacts").values())
+    assert rep.total("created") == 1
+
+
+def test_settled_noop_rerun_costs_the_floor(sync, apps, clock):
+    left, right = apps
+    seed(left, "contacts", 500, desk)
+    integ = make_integration(contacts_module(direction="left-to-right"))
+    sync(integ)
+    clock.tick(60)
+    rep = sync(integ)
+    assert rep.writes == 0
+    assert rep.api_calls["left"] + rep.api_calls["right"] <= 4
