@@ -378,7 +378,9 @@ def _drift(name: str, want: Mapping[str, Any], live: LiveFields, *, deployed: bo
             app = spec[side]["app"]
             conn = conns.get(spec[side]["connection"]) or {"name": spec[side]["connection"], "app": app}
             mapped: dict[str, str] = {}
-            for f in list(m.get("fields", ())) + [f for s in m.get("services", ()) for f in s.get("fields", ())]:
+            # per-service custom fields (Bookings) belong to each service's booking form, not to the
+            # module's field catalog: they are not checked here
+            for f in m.get("fields", ()):
                 for fname in f.get(side) or ():
                     mapped.setdefault(fname, f"{name}.{m['name']}.field[{_fkey(f)}]")
             for k in m.get("match", ()):

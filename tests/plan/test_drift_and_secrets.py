@@ -96,3 +96,13 @@ def test_a_new_integration_mapping_a_field_the_app_lacks_says_so():
     (drift,) = plan.drift
     assert "right field First_Name of bigin Contacts does not exist in the app" in drift.message
     assert "create the field" in drift.message
+
+
+def test_per_service_custom_fields_are_not_checked_against_the_module_catalog():
+    desired = base()
+    products = desired["desk-bigin"]["integration"]["modules"][1]
+    products["services"] = [{"name": "Consultation", "fields": [
+        {"left": ["Company size"], "right": ["Description"], "direction": None, "values": [], "value": None,
+         "template": None, "default": False}]}]
+    live, _ = _live({})
+    assert make_plan(desired, deployed_of(desired), live=live).drift == ()
