@@ -571,7 +571,7 @@ class ZohoApi:
                 parent_ref = {"module": parent[0], "id": parent[1]}
             elif "Parent_Id" in item:
                 p = item.pop("Parent_Id")
-                pmod = item.pop("$se_module", None)
+                pmod = item.pop("$se_module", None) or item.pop("se_module", None)
                 if isinstance(p, dict):
                     pm = p.get("module")
                     pmod = (pm.get("api_name") if isinstance(pm, dict) else pm) or pmod

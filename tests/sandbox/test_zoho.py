@@ -328,6 +328,8 @@ def test_notes_parent_shapes_v8_and_v2(client):
     assert r.status_code == 201
     related = client.get(f"/crm/v8/Contacts/{cid}/Notes").json()["data"]
     assert sorted(n["Note_Content"] for n in related) == ["Called", "Second"]
+    r = client.post("/crm/v2/Notes", json={"data": [{"Note_Content": "v2", "Parent_Id": cid, "se_module": "Contacts"}]})
+    assert r.status_code == 201
     r = client.post("/crm/v8/Notes", json={"data": [{"Note_Content": "orphan"}]})
     assert r.json()["data"][0]["details"]["api_name"] == "Parent_Id"
 
