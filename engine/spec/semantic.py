@@ -502,8 +502,9 @@ def _check_loops(integrations: list[Integration], out: _Out) -> None:
         ring = " -> ".join(f"{c} {mod}" for c, mod in nodes + [a])
         uniq = sorted(set(names))
         out.error(m.mark, f"loop: integrations {', '.join(uniq)} sync the same records two-way in a cycle "
-                  f"({ring}); a change would travel around it forever. Make one of them one-way or drop the "
-                  "module from one of them", "loop")
+                  f"({ring}): a new record would reach each app by two paths and be created twice, and edits "
+                  "could circle back over newer ones. Make one of them one-way or drop the module from one of them "
+                  "(the vendors forbid such loops, seed 001)", "loop")
 
     # hubs: a node with two-way edges to two or more distinct other connections, outside any cycle
     by_node: dict[tuple[str, str], list[tuple[tuple[str, str], Integration, Module]]] = {}

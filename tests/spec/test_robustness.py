@@ -16,7 +16,11 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = [d for f in sorted((REPO / "integrations").glob("*.yaml")) for d in yaml.safe_load_all(f.read_text())]
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**6), st.floats(allow_nan=False),
-                    st.text(max_size=12), st.sampled_from(["two-way", "Contacts", "email", "bigin", "desk", "365d"]))
+                    st.text(max_size=12), st.sampled_from([
+                        "two-way", "left-to-right", "right-to-left", "Contacts", "Tasks", "Notes", "Events", "products",
+                        "Pipelines", "appointments", "customers", "email", "Email", "Full_Name", "Tax_ID", "isSpam",
+                        "Last_Name", "lastName", "name", "bigin", "zoho_crm", "zoho_desk", "zoho_bookings", "desk",
+                        "crm", "bookings", "contacts", "365d", "{{ record.email }}", "delete", "unlink"]))
 values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
                                                        st.dictionaries(st.text(max_size=8), inner, max_size=3)),
                       max_leaves=6)
