@@ -25,6 +25,7 @@ CLIENT_ID = "sandbox"
 CLIENT_SECRET = "sandbox"
 REFRESH_TOKEN = "sandbox-refresh"
 AUTH_CODE = "sandbox-code"
+MAX_LIVE_TOKENS = 30
 SCOPE = ("ZohoBigin.modules.ALL ZohoBigin.settings.ALL ZohoCRM.modules.ALL ZohoCRM.settings.ALL "
          "ZohoCRM.users.READ Desk.contacts.ALL Desk.products.ALL Desk.tickets.ALL Desk.basic.READ "
          "Desk.search.READ zohobookings.data.CREATE")
@@ -64,6 +65,8 @@ class SandboxApp:
             for t, exp in list(self._tokens.items()):
                 if exp <= now:
                     del self._tokens[t]
+            while len(self._tokens) >= MAX_LIVE_TOKENS:  # Zoho: ≤30 live tokens, the oldest is dropped
+                del self._tokens[next(iter(self._tokens))]
             self._tokens[token] = now + timedelta(seconds=self.token_lifetime)
         return token
 

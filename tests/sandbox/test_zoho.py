@@ -356,3 +356,10 @@ def test_wrong_method_and_unknown_paths(client):
     for path in ("/crm/v9/Contacts", "/bigin/v3/Contacts", "/nowhere"):
         r = client.get(path)
         assert r.status_code == 404 and r.json()["code"] == "INVALID_URL_PATTERN"
+
+
+def test_at_most_30_live_access_tokens_oldest_dropped(anon):
+    tokens = [anon.post("/oauth/v2/token", params=TOKEN_PARAMS).json()["access_token"] for _ in range(31)]
+    def status(t):
+        return anon.get("/crm/v8/users", headers={"Authorization": f"Zoho-oauthtoken {t}"}).status_code
+    assert status(tokens[0]) == 401 and status(tokens[1]) == 200 and status(tokens[-1]) == 200
