@@ -48,6 +48,7 @@ from engine.state.base import Deployed, Failure, JournalEntry, Link, LockInfo, R
 LOCK_KEY = 0x53594E43  # "SYNC": first half of the operation lock's advisory key
 MIGRATION_KEY = 0x53594E4D  # "SYNM": first half of the migration lock's advisory key
 CONNECT_TIMEOUT = 10
+_ANALYZE_AFTER = 1000  # links written by one store before it first refreshes the planner's statistics
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the initial schema (engine.state.sqlite.MIGRATIONS[0] in PostgreSQL types)
@@ -324,6 +325,8 @@ class PostgresStore:
         self._mutex = threading.RLock()
         self._depth = 0
         self._bump_pending = False
+        self._links_written = 0
+        self._next_analyze = _ANALYZE_AFTER
         self._held_lock: str | None = None  # id of the operation lock this store's session holds
         self._lost_lock: str | None = None
         self._conn: Any = None
@@ -350,7 +353,10 @@ class PostgresStore:
         if "application_name" not in params:
             extra["application_name"] = "syncform"
         try:
-            conn = psycopg.connect(self._conninfo, autocommit=True, **extra)
+            # prepare_threshold=None: no server-side prepared statements. Their generic plans look links up
+            # through the wrong index once a module has thousands (measured 10x slower), and poolers in
+            # transaction mode cannot carry them anyway.
+            conn = psycopg.connect(self._conninfo, autocommit=True, prepare_threshold=None, **extra)
         except psycopg.Error as exc:
             raise translate_error(exc, self._raw_url, doing="connecting") from None
         try:
@@ -782,15 +788,28 @@ class PostgresStore:
             right_owner[ln.right_id] = ln.left_id
         if not by_left:
             return
+        kept = list(by_left.values())
         with self.transaction():
-            self._execute("DELETE FROM links WHERE integration = %s AND module = %s "
-                          "AND (left_id = ANY(%s) OR right_id = ANY(%s))",
-                          (integration, module, list(by_left), list(right_owner)))
-            self._executemany(
-                f"INSERT INTO links (integration, module, {self._LINK_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                [(integration, module, ln.left_id, ln.right_id, _json(dict(ln.left_values)),
-                  _json(dict(ln.right_values)), ln.left_hash, ln.right_hash, _ts(ln.synced_at or self._clock()))
-                 for ln in by_left.values()])
+            # two deletes, each through its own unique index (an OR of both would scan the module)
+            self._execute("DELETE FROM links WHERE integration = %s AND module = %s AND left_id = ANY(%s)",
+                          (integration, module, list(by_left)))
+            self._execute("DELETE FROM links WHERE integration = %s AND module = %s AND right_id = ANY(%s)",
+                          (integration, module, list(right_owner)))
+            # one statement for the whole batch: arrays, one per column
+            self._execute(
+                f"INSERT INTO links (integration, module, {self._LINK_COLS}) SELECT %s, %s, * FROM "
+                "unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[])",
+                (integration, module, [ln.left_id for ln in kept], [ln.right_id for ln in kept],
+                 [_json(dict(ln.left_values)) for ln in kept], [_json(dict(ln.right_values)) for ln in kept],
+                 [ln.left_hash for ln in kept], [ln.right_hash for ln in kept],
+                 [_ts(ln.synced_at or self._clock()) for ln in kept]))
+            self._links_written += len(by_left)
+            if self._links_written >= self._next_analyze:
+                # fresh statistics after a bulk load (at 1,000, 10,000, 100,000... links written by this store):
+                # without them the planner may look links up by left id through the right-id index and scan
+                # the whole module (100x slower) until autovacuum gets round to it
+                self._execute("ANALYZE links")
+                self._next_analyze *= 10
 
     def delete_links(self, integration: str, module: str, *, side: str, ids: Iterable[str]) -> None:
         column = _side_column(side)
