@@ -352,6 +352,8 @@ def verify_specs(session: Session, p: "Plan") -> None:
     """Refuse a saved plan whose specs have changed since it was made (the plan would not be what's in git)."""
     from engine.plan.diff import build_plan
 
+    if p.origin != "specs":
+        return  # a destroy plan does not come from the specs
     desired = _desired(session, p.paths)
     check = build_plan(desired, {}, lineage="", serial=0, redact=_redactor(session, desired))
     if check.spec_hash != p.spec_hash:
@@ -371,6 +373,22 @@ def apply_plan(session: Session, p: "Plan", *, sync: bool = True, check_specs: b
                       commit=git_commit(session.root), clock=session.clock, progress=progress,
                       lock_timeout=lock_timeout, operation=operation)
     return applier.run()
+
+
+def apply(session: Session, source: "Plan | str | os.PathLike[str] | None" = None, paths: Sequence[str] = (), *,
+          sync: bool = True, refresh: bool = True, lock_timeout: float = 10.0,
+          progress: Callable[[str], None] | None = None) -> "ApplyResult":
+    """Apply, auto-approved (a library does not ask): a ``Plan``, a saved plan file (refused when the
+    specs changed since), or, with no source, a fresh plan of ``paths``."""
+    if source is None:
+        return apply_plan(session, plan(session, paths, refresh=refresh), sync=sync, lock_timeout=lock_timeout,
+                          progress=progress)
+    if isinstance(source, (str, os.PathLike)):
+        from engine.plan.model import load_plan
+
+        return apply_plan(session, load_plan(str(source)), sync=sync, check_specs=True, lock_timeout=lock_timeout,
+                          progress=progress)
+    return apply_plan(session, source, sync=sync, lock_timeout=lock_timeout, progress=progress)
 
 
 # --- status, pause, resume, destroy ------------------------------------------------------------------
@@ -467,8 +485,17 @@ def destroy_plan(session: Session, name: str, *, now: datetime | None = None) ->
 
     store = session.store()
     d = _require(store, name)
-    return build_plan({}, {name: d}, lineage=store.lineage(), serial=store.serial(), prune=True,
-                      now=now or session.clock(), version=_version())
+    from dataclasses import replace
+
+    p = build_plan({}, {name: d}, lineage=store.lineage(), serial=store.serial(), prune=True,
+                   now=now or session.clock(), version=_version())
+    return replace(p, origin="destroy")
+
+
+def destroy(session: Session, name: str, *, lock_timeout: float = 10.0) -> "ApplyResult":
+    """Stop and forget ``name`` now (auto-approved); records stay in both apps."""
+    return apply_plan(session, destroy_plan(session, name), sync=False, lock_timeout=lock_timeout,
+                      operation="destroy")
 
 
 # --- reconcile ---------------------------------------------------------------------------------------

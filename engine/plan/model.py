@@ -133,6 +133,7 @@ class Plan:
     paths: tuple[str, ...] = ()
     scope: tuple[str, ...] = ()  # integrations the specs declared
     prior: tuple[tuple[str, str | None], ...] = ()  # name -> deployed spec hash the plan was made against
+    origin: str = "specs"  # specs: made from the repository's specs | destroy: `syncform destroy NAME`
     format_version: str = FORMAT_VERSION
     syncform_version: str = ""
 
@@ -170,6 +171,7 @@ class Plan:
             "paths": list(self.paths),
             "scope": list(self.scope),
             "prior": {name: h for name, h in self.prior},
+            "origin": self.origin,
             "summary": {"add": s.add, "change": s.change, "destroy": s.destroy,
                         "unchanged_integrations": s.unchanged_integrations,
                         "unchanged_modules": s.unchanged_modules, "drift": len(self.drift)},
@@ -201,7 +203,7 @@ class Plan:
                    drift=tuple(Drift.from_dict(x) for x in d.get("drift", ())), notes=tuple(d.get("notes", ())),
                    refresh=bool(d.get("refresh", True)), prune=bool(d.get("prune", True)),
                    paths=tuple(d.get("paths", ())), scope=tuple(d.get("scope", ())),
-                   prior=tuple(sorted((d.get("prior") or {}).items())),
+                   prior=tuple(sorted((d.get("prior") or {}).items())), origin=d.get("origin", "specs"),
                    format_version=version, syncform_version=d.get("syncform_version", ""))
 
 

@@ -274,3 +274,17 @@ def test_a_long_lived_session_sees_spec_edits_without_reload(session, edit_spec)
     assert second.spec_hash != first.spec_hash
     assert [c.address for c in second.changes if c.action == "create"][0] == "desk-bigin"
     assert second.steps[0].payload["spec"]["integration"]["description"].startswith("Support and sales now")
+
+
+def test_library_front_door_apply_and_destroy(session, repo):
+    assert workspace.apply(session, sync=False, refresh=False).ok  # plans and applies
+    assert not workspace.plan(session, refresh=False).has_changes
+    save = repo / "plans" / "d.json"
+    from engine.plan.model import save_plan
+
+    save_plan(workspace.destroy_plan(session, "desk-bigin"), str(save))
+    assert workspace.apply(session, save, sync=False).ok  # a saved plan file
+    assert session.store().get_deployed("desk-bigin") is None
+    workspace.apply(session, sync=False, refresh=False)
+    assert workspace.destroy(session, "desk-bigin").ok
+    assert session.store().list_deployed() == []
