@@ -319,7 +319,8 @@ class DeskClient(ClientBase):
         """``modifiedTimeRange`` search in windows of ≤ 1,000 hits, oldest first."""
         seen: set[str] = set()
         start = since
-        until = datetime.now(timezone.utc) + timedelta(days=1)
+        # a generous upper bound: the app's clock (a sandbox's may be injected) can run ahead of ours
+        until = max(datetime.now(timezone.utc), since) + timedelta(days=3650)
         while True:
             params = {"modifiedTimeRange": f"{desk_time(start)},{desk_time(until)}", "sortBy": "modifiedTime"}
             read = 0

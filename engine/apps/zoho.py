@@ -292,6 +292,11 @@ class ZohoClient(ClientBase):
             response = self.http.request("GET", f"{self.base}/settings/custom_views", module=module,
                                          op="views", params={"module": module})
             views = []
+            if response.status_code == 404:
+                raise TerminalAppError(
+                    f"{self.http.where(module, 'list')}: view {view!r} cannot be resolved: this endpoint does not "
+                    f"serve /settings/custom_views; give the view's numeric id instead", app=self.app,
+                    code="INVALID_VIEW", status=404)
             if response.status_code != 204:
                 body = self._body(response, module, "views", ok=(200,))
                 views = body.get("custom_views") or []

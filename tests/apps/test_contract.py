@@ -312,3 +312,13 @@ def test_bookings_add_customers_by_ten(sandbox):
     assert all(r.id for r in res[:12])
     assert [r.code for r in bk.delete_many("customers", [res[0].id])] == ["NOT_SUPPORTED"]
     assert [u["email"] for u in bk.users()]
+
+
+def test_a_named_view_the_endpoint_cannot_resolve_is_a_clear_error(sandbox):
+    from engine.apps.base import ListFilter
+    from engine.errors import TerminalAppError
+
+    client = sandbox.client("bigin")
+    with pytest.raises(TerminalAppError) as err:
+        list(client.list_changed("Contacts", None, filter=ListFilter(view="My Contacts")))
+    assert err.value.code == "INVALID_VIEW" and "numeric id" in str(err.value)
