@@ -363,6 +363,7 @@ class ModuleRun:
             self.api("left"), since["left"], fields=self.m.fields("left"),
             filter=self.r.filter_for("left", self.module, full))
         extra: dict[str, Record] = {}
+        deferred: list[Op] = []
         self.retry_failures(extra, "left")
         for page in _chain(pages, [list(extra.values())] if extra else []):
             page = self.cancellations(page)
@@ -379,9 +380,15 @@ class ModuleRun:
                         index["left"].add(rec)
             inp.changed["left"] = recs
             ops = _plan(inp, ("left",), done)
-            ex.execute(ops)
+            # writes to the left wait until its pages are read: a record written mid-read moves in the
+            # app's Modified_Time order and would shift the pages still to come (records skipped)
+            later = {o.pair for o in ops if o.target == "left" and o.kind in ("create", "update", "delete") and o.pair}
+            deferred.extend(o for o in ops if o.pair in later)
+            ex.execute([o for o in ops if not o.pair or o.pair not in later])
             n += len(page)
             self.tick("sync", n)
+        ex.execute(deferred)  # whole pairs together: a link commits only when all its writes succeeded
+        deferred.clear()
         # the right side's leftovers (changed on the right only, or unlinked)
         inp.changed["left"] = {}
         leftovers = [rec for rid, rec in right.items() if rid not in done["right"]]

@@ -84,18 +84,28 @@ class FakeApp:
     # -- AppClient --
     def list_changed(self, module: str, since: datetime | None, *, fields: Sequence[str] = (),
                      filter: ListFilter | None = None) -> Iterator[list[Record]]:
-        ids = [rid for rid in self.records.get(module, {})
-               if (since is None or self.meta[(module, rid)][1] >= since)
-               and (filter is None or filter.created_after is None or self.meta[(module, rid)][0] >= filter.created_after)]
-        ids.sort(key=lambda i: self.meta[(module, i)][1])
-        if not ids:
-            self._count(module, "list")
-            return
-        for n, i in enumerate(range(0, len(ids), self.page_size)):
+        def matching() -> list[str]:
+            ids = [rid for rid in self.records.get(module, {})
+                   if (since is None or self.meta[(module, rid)][1] >= since)
+                   and (filter is None or filter.created_after is None
+                        or self.meta[(module, rid)][0] >= filter.created_after)]
+            ids.sort(key=lambda i: self.meta[(module, i)][1])
+            return ids
+
+        # offset paging over the live sort order, as the real APIs do: a record written between two
+        # page requests moves to the end and shifts the pages still to come
+        n = 0
+        while True:
             if self.fail_reads_after is not None and n >= self.fail_reads_after:
                 raise TransientAppError("503 service unavailable", app=self.app, code="INTERNAL_ERROR", status=503)
             self._count(module, "list")
-            yield [self._rec(module, r) for r in ids[i:i + self.page_size]]
+            ids = matching()[n * self.page_size:(n + 1) * self.page_size]
+            if not ids:
+                return
+            yield [self._rec(module, r) for r in ids]
+            if len(ids) < self.page_size:
+                return
+            n += 1
 
     def list_deleted(self, module: str, since: datetime | None) -> Iterator[list[DeletedRecord]]:
         self._count(module, "deleted")

@@ -304,3 +304,17 @@ def test_settled_noop_rerun_costs_the_floor(sync, apps, clock):
     rep = sync(integ)
     assert rep.writes == 0
     assert rep.api_calls["left"] + rep.api_calls["right"] <= 4
+
+
+def test_writes_to_the_side_being_paged_do_not_skip_records(sync, apps, store, clock):
+    """Right-wins merges write to the left while its pages are read: no record may be skipped."""
+    left, right = apps
+    seed(left, "contacts", 700, desk)
+    clock.tick(1)
+    for i in range(0, 700, 2):
+        right.put("Contacts", {**bigin(i), "First_Name": f"R{i}"})  # newer: wins under latest
+    rep = sync()
+    assert rep.ok and rep.total("failed") == 0
+    assert store.count_links("desk-bigin", "contacts") == 700
+    assert len(right.all("Contacts")) == 700 and len(left.all("contacts")) == 700
+    assert sum(1 for v in left.all("contacts").values() if v["firstName"].startswith("R")) == 350
