@@ -80,8 +80,11 @@ def plan(ctx: click.Context, paths: tuple[str, ...], out: str | None, detailed_e
 
 
 def _is_planfile(arg: str) -> bool:
+    """Specs are YAML: a ``.json`` argument is a plan file (load_plan then says when it is missing)."""
     path = Path(arg)
-    if not path.is_file() or path.suffix != ".json":
+    if path.suffix == ".json":
+        return True
+    if not path.is_file():
         return False
     try:
         with path.open(encoding="utf-8") as fh:

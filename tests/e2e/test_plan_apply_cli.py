@@ -204,3 +204,13 @@ def test_plan_preview_shows_record_counts_and_writes_nothing(run_cli, tmp_path):
     with sqlite3.connect(tmp_path / ".syncform" / "state.db") as db:
         assert db.execute("SELECT COUNT(*) FROM links").fetchone()[0] == 0
         assert db.execute("SELECT serial FROM store_info").fetchone()[0] == 0
+
+
+def test_a_missing_or_edited_plan_file_is_refused(run_cli, repo):
+    missing = run_cli("apply", "plans/nope.json", cwd=repo)
+    assert missing.returncode == 1 and "plans/nope.json: no such plan file" in missing.stderr
+    assert run_cli("plan", "--no-refresh", "-out", "plans/p.json", cwd=repo).returncode == 0
+    path = repo / "plans" / "p.json"
+    path.write_text(path.read_text().replace('"unlink"', '"delete"'))
+    edited = run_cli("apply", "plans/p.json", cwd=repo)
+    assert edited.returncode == 1 and "modified after it was made" in edited.stderr
