@@ -184,6 +184,80 @@ def _translate(doc: Document, e: Any) -> list[Diagnostic]:
     return [_err(doc, path, f"{where(path)} is not valid here ({v})", "schema")]
 
 
+_FAST_KEYWORDS = frozenset({
+    "$schema", "$id", "title", "description", "type", "enum", "properties", "required", "additionalProperties",
+    "items", "anyOf", "pattern", "minimum", "maximum", "minItems", "minLength", "minProperties", "maxProperties",
+})
+_PY_TYPES: dict[str, Any] = {"string": str, "object": dict, "array": list, "boolean": bool, "null": type(None)}
+
+
+def _is_type(value: Any, t: str) -> bool:
+    if t == "integer":
+        return isinstance(value, int) and not isinstance(value, bool) or (isinstance(value, float) and value.is_integer())
+    if t == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, _PY_TYPES[t])
+
+
+def fast_valid(schema: dict[str, Any], value: Any) -> bool | None:
+    """True/False for the subset of JSON Schema our (ref-inlined) schemas use; None when a keyword is
+    outside it. Only a shortcut for the common case: a document it calls invalid (or cannot judge)
+    goes through jsonschema, which alone produces the errors."""
+    import re
+
+    if not _FAST_KEYWORDS.issuperset(schema):
+        return None
+    t = schema.get("type")
+    if t is not None and not any(_is_type(value, x) for x in (t if isinstance(t, list) else [t])):
+        return False
+    if "enum" in schema and not any(value == e and type(value) is type(e) for e in schema["enum"]):
+        return False
+    if isinstance(value, str):
+        if "minLength" in schema and len(value) < schema["minLength"]:
+            return False
+        if "pattern" in schema and re.search(schema["pattern"], value) is None:
+            return False
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            return False
+        if "maximum" in schema and value > schema["maximum"]:
+            return False
+    if isinstance(value, list):
+        if "minItems" in schema and len(value) < schema["minItems"]:
+            return False
+        if "items" in schema:
+            for item in value:
+                r = fast_valid(schema["items"], item)
+                if r is not True:
+                    return r
+    if isinstance(value, dict):
+        if "minProperties" in schema and len(value) < schema["minProperties"]:
+            return False
+        if "maxProperties" in schema and len(value) > schema["maxProperties"]:
+            return False
+        if any(k not in value for k in schema.get("required", ())):
+            return False
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties", True)
+        for k, v in value.items():
+            if k in props:
+                r = fast_valid(props[k], v)
+            elif extra is False:
+                return False
+            elif isinstance(extra, dict):
+                r = fast_valid(extra, v)
+            else:
+                continue
+            if r is not True:
+                return r
+    if "anyOf" in schema:
+        results = [fast_valid(sub, value) for sub in schema["anyOf"]]
+        if True in results:
+            return True
+        return None if None in results else False
+    return True
+
+
 def validate_document(doc: Document) -> tuple[str | None, list[Diagnostic]]:
     """The document's kind and its schema errors (apiVersion and kind are checked first)."""
     value = doc.value
@@ -202,7 +276,10 @@ def validate_document(doc: Document) -> tuple[str | None, list[Diagnostic]]:
         return None, [_err(doc, (), f"missing kind: {' or '.join(KINDS)}", "kind")]
     if not isinstance(kind, str) or kind not in KINDS:
         return None, [_err(doc, ("kind",), f'unknown kind "{kind}"{did_you_mean(str(kind), list(KINDS))}', "kind")]
+    validator = _validator(kind)
+    if fast_valid(validator.schema, value) is True:
+        return kind, []
     diags: list[Diagnostic] = []
-    for e in _validator(kind).iter_errors(value):
+    for e in validator.iter_errors(value):
         diags += _translate(doc, e)
     return kind, sorted(set(diags))

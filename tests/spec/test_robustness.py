@@ -90,3 +90,26 @@ def test_any_bytes_give_diagnostics_not_exceptions(tmp_path_factory, data: bytes
     p.write_bytes(data)
     docs, diags = load_file(p, "x.yaml", {})
     assert all(d.line >= 1 and d.col >= 1 for d in diags)
+
+
+@settings(max_examples=300, deadline=None)
+@given(doc_index=st.integers(0, len(EXAMPLES) - 1), picks=st.lists(st.tuples(st.integers(0, 10**6), values,
+                                                                             st.booleans()), min_size=1, max_size=3))
+def test_fast_schema_check_never_accepts_what_jsonschema_rejects(doc_index: int, picks: list[Any]) -> None:
+    from engine.spec.schema import _validator, fast_valid
+
+    doc = EXAMPLES[doc_index]
+    for pick, value, delete in picks:
+        if not isinstance(doc, dict):
+            break
+        paths = _paths(doc)
+        path = paths[pick % len(paths)]
+        doc = _mutate(doc, path, value, delete and bool(path))
+    kind = EXAMPLES[doc_index]["kind"]
+    v = _validator(kind)
+    errors = list(v.iter_errors(doc))
+    verdict = fast_valid(v.schema, doc)
+    if verdict is True:
+        assert errors == []
+    elif verdict is False:
+        assert errors
