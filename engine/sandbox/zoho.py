@@ -107,6 +107,8 @@ class ZohoApi:
                 return self.settings_fields(req, parts[2] if len(parts) > 2 else None)
             if parts[1] == "modules" and m == "GET":
                 return self.settings_modules(parts[2] if len(parts) > 2 else None)
+            if parts[1] == "custom_views" and m == "GET":
+                return self.custom_views(req, parts[2] if len(parts) > 2 else None)
         if head == "users" and m == "GET":
             return self.users(req, parts[1] if len(parts) > 1 else None)
         if head in ("settings", "users", "coql", "org", "actions", "bulk"):
@@ -253,6 +255,11 @@ class ZohoApi:
                           {"limit": MAX_WRITE, "param_name": "ids"})
             where.append("id IN (%s)" % ",".join("?" * len(ids)))
             params.extend(ids)
+        if req.query.get("cvid"):
+            vw, vp = self._view_filter(mod, req.query["cvid"])
+            if vw:
+                where.append(vw)
+                params.extend(vp)
         token = req.query.get("page_token")
         if token:
             offset = self._decode_token(token)
@@ -474,6 +481,46 @@ class ZohoApi:
         if api and not mods:
             raise err(400, "INVALID_MODULE", "the module name given seems to be invalid")
         return json_response(200, {"modules": mods})
+
+    def views(self, mod: ModuleCatalog) -> list[dict[str, Any]]:
+        """The module's system views: All, My, Recently Created, Recently Modified."""
+        label = mod.label
+        out = []
+        for system, name, cond in (("ALLVIEWS", f"All {label}", "all"), ("MYVIEWS", f"My {label}", "mine"),
+                                   ("RECENTLYCREATED", f"Recently Created {label}", "created"),
+                                   ("RECENTLYMODIFIED", f"Recently Modified {label}", "modified")):
+            out.append({"id": field_id(self.app, f"$views:{mod.api_name}", system), "name": name,
+                        "display_value": name, "system_name": system, "system_defined": True,
+                        "default": system == "ALLVIEWS", "category": "public_views", "favorite": None,
+                        "module": {"api_name": mod.api_name, "id": module_id(self.app, mod.api_name)},
+                        "_filter": cond})
+        return out
+
+    def custom_views(self, req: Request, vid: str | None) -> Response:
+        name = req.query.get("module")
+        if not name:
+            raise err(400, "REQUIRED_PARAM_MISSING", "One of the expected parameter is missing",
+                      {"param_name": "module"})
+        mod = self.module(name)
+        self.ctx.stats.call(self.app, mod.api_name, "views")
+        views = [{k: v for k, v in x.items() if not k.startswith("_")} for x in self.views(mod)]
+        if vid is not None:
+            one = [v for v in views if v["id"] == vid]
+            if not one:
+                raise err(400, "INVALID_DATA", "the given custom view id seems to be invalid", {"id": vid})
+            return json_response(200, {"custom_views": one})
+        return json_response(200, {"custom_views": views, "info": {
+            "per_page": 200, "default": views[0]["id"], "count": len(views), "page": 1, "more_records": False}})
+
+    def _view_filter(self, mod: ModuleCatalog, cvid: str) -> tuple[str, list[Any]]:
+        for v in self.views(mod):
+            if v["id"] == cvid:
+                week_ago = timefmt.to_db(timefmt.plus(self.ctx.now(), days=-7))
+                return {"all": ("", []),
+                        "mine": ("json_extract(data, '$.Owner') = ?", [self.ctx.users(self.app)[0].id]),
+                        "created": ("created >= ?", [week_ago]),
+                        "modified": ("modified >= ?", [week_ago])}[v["_filter"]]
+        raise err(400, "INVALID_DATA", "the given custom view id seems to be invalid", {"param_name": "cvid"})
 
     def users(self, req: Request, uid: str | None) -> Response:
         kind = req.query.get("type") or "AllUsers"

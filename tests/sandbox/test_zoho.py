@@ -363,3 +363,21 @@ def test_at_most_30_live_access_tokens_oldest_dropped(anon):
     def status(t):
         return anon.get("/crm/v8/users", headers={"Authorization": f"Zoho-oauthtoken {t}"}).status_code
     assert status(tokens[0]) == 401 and status(tokens[1]) == 200 and status(tokens[-1]) == 200
+
+
+def test_custom_views_and_cvid_filtering(client, app, clock):
+    views = client.get("/crm/v8/settings/custom_views", params={"module": "Contacts"}).json()["custom_views"]
+    by_name = {v["name"]: v["id"] for v in views}
+    assert {"All Contacts", "My Contacts", "Recently Created Contacts"} <= set(by_name)
+    app.seed("zoho_crm", 10, seed=4, module="Contacts")  # back-dated over ~400 days, owners vary
+    create_many(client, "/crm/v8/Contacts", [{"Last_Name": "Fresh"}])
+    def count(view):
+        r = client.get("/crm/v8/Contacts", params={"fields": "Last_Name", "cvid": by_name[view]})
+        return 0 if r.status_code == 204 else len(r.json()["data"])
+    assert count("All Contacts") == 11
+    assert 1 <= count("Recently Created Contacts") < 11
+    assert count("My Contacts") < 11
+    r = client.get("/crm/v8/Contacts", params={"fields": "Last_Name", "cvid": "123"})
+    assert r.status_code == 400 and r.json()["details"] == {"param_name": "cvid"}
+    assert [v["name"] for v in client.get("/bigin/v2/settings/custom_views",
+                                         params={"module": "Accounts"}).json()["custom_views"]][0] == "All Companies"
