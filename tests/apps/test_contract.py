@@ -322,3 +322,16 @@ def test_a_named_view_the_endpoint_cannot_resolve_is_a_clear_error(sandbox):
     with pytest.raises(TerminalAppError) as err:
         list(client.list_changed("Contacts", None, filter=ListFilter(view="My Contacts")))
     assert err.value.code == "INVALID_VIEW" and "numeric id" in str(err.value)
+
+
+def test_desk_writes_survive_429s_and_report_exhausted_retries_per_record(sandbox):
+    desk = sandbox.client("zoho_desk")
+    sandbox.faults(rate_429=0.3, seed=2)
+    res = desk.create_many("accounts", [{"accountName": f"Storm {i}"} for i in range(30)])
+    assert all(r.ok for r in res)
+    sandbox.faults()
+    names = sorted(r.values["accountName"] for p in desk.list_changed("accounts", None) for r in p)
+    assert names == sorted(f"Storm {i}" for i in range(30))
+    sandbox.faults(rate_5xx=1.0)
+    failed = desk.create_many("accounts", [{"accountName": "Never"}, {"accountName": "Lands"}])
+    assert [(r.ok, r.transient, r.code) for r in failed] == [(False, True, "INTERNAL_SERVER_ERROR")] * 2
