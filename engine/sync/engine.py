@@ -234,8 +234,13 @@ class Run:
             st.run()
         for s in ("left", "right"):
             self.report.api_calls[s] = self.calls(s) - start[s]
-        if not self.dry_run:
-            self.store.prune_runs(self.now - timedelta(days=self.integration.history_days))
+        if not self.dry_run:  # history is kept history_days (the longest of any deployed integration)
+            days = [self.integration.history_days]
+            for d in self.store.list_deployed():
+                spec = d.spec.get("integration", d.spec) if isinstance(d.spec, Mapping) else {}
+                if isinstance(spec.get("history_days"), int):
+                    days.append(spec["history_days"])
+            self.store.prune_runs(self.now - timedelta(days=max(days)))
         return self.report
 
 

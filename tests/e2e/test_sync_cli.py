@@ -73,6 +73,13 @@ def test_killed_run_resumes_without_duplicates(served, tmp_path):
         for i in range(0, n, 100):
             bigin.create_many("Contacts", [{"Last_Name": f"L{j}", "First_Name": f"F{j}", "Email": f"p{j}@ex.com"}
                                            for j in range(i, i + 100)])
+    # the record plan, without writing: counts per module and side, masked samples
+    r = cli(tmp_path, "sync", "bigin-crm", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "dry run" in r.stdout and f"created {n}" in r.stdout
+    assert "@ex.com" in r.stdout and "p1@ex.com" not in r.stdout and "p***@ex.com" in r.stdout
+    with open_client(conns[1], workdir=tmp_path) as crm:
+        assert sum(len(p) for p in crm.list_changed("Contacts", None, fields=FIELDS)) == 0
     # slow the writes down so that the kill lands mid-run
     httpx.post(f"{served}/_sandbox/faults", json={"latency_ms": 120}).raise_for_status()
     for delay in (1.5, 2.5):

@@ -318,3 +318,17 @@ def test_writes_to_the_side_being_paged_do_not_skip_records(sync, apps, store, c
     assert store.count_links("desk-bigin", "contacts") == 700
     assert len(right.all("Contacts")) == 700 and len(left.all("contacts")) == 700
     assert sum(1 for v in left.all("contacts").values() if v["firstName"].startswith("R")) == 350
+
+
+def test_history_kept_for_history_days(sync, apps, store, clock):
+    left, _ = apps
+    seed(left, "contacts", 2, desk)
+    sync()
+    first = {r.id for r in store.list_runs("desk-bigin")}
+    clock.tick(8 * 86400)
+    sync()
+    ids = {r.id for r in store.list_runs("desk-bigin")}
+    assert ids and not (first & ids)
+    clock.tick(86400)
+    sync(make_integration(history_days=30))
+    assert len(store.list_runs("desk-bigin")) == 4
