@@ -337,8 +337,8 @@ class HttpLayer:
                 if status not in TRANSIENT_STATUSES:
                     return response
                 failure = self.error(response, module, op)
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))  # 429 and 503 send it
                 if status == 429:
-                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
                     if retry_after is None:
                         retry_after = self._body_retry_after(response)
                     failure = RateLimitedError(str(failure), retry_after=retry_after, app=self.app,
