@@ -777,7 +777,11 @@ class PostgresStore:
         """
         by_left: dict[str, Link] = {}
         right_owner: dict[str, str] = {}
+        lefts: set[str] = set()  # every id of the batch, superseded ones too: each insert of the row-by-row
+        rights: set[str] = set()  # replace removes the stored links it collides with
         for ln in links:
+            lefts.add(ln.left_id)
+            rights.add(ln.right_id)
             old = by_left.pop(ln.left_id, None)
             if old is not None:
                 right_owner.pop(old.right_id, None)
@@ -792,9 +796,9 @@ class PostgresStore:
         with self.transaction():
             # two deletes, each through its own unique index (an OR of both would scan the module)
             self._execute("DELETE FROM links WHERE integration = %s AND module = %s AND left_id = ANY(%s)",
-                          (integration, module, list(by_left)))
+                          (integration, module, sorted(lefts)))
             self._execute("DELETE FROM links WHERE integration = %s AND module = %s AND right_id = ANY(%s)",
-                          (integration, module, list(right_owner)))
+                          (integration, module, sorted(rights)))
             # one statement for the whole batch: arrays, one per column
             self._execute(
                 f"INSERT INTO links (integration, module, {self._LINK_COLS}) SELECT %s, %s, * FROM "
