@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import StalePlanError, StateError, UsageError, did_you_mean
+from engine.errors import StalePlanError, StateError, SyncformError, UsageError, did_you_mean
 
 if TYPE_CHECKING:
     from engine.apply.interpreter import ApplyResult
@@ -393,7 +393,10 @@ def apply(session: Session, source: "Plan | str | os.PathLike[str] | None" = Non
 
 # --- status, pause, resume, destroy ------------------------------------------------------------------
 
-def status(session: Session, name: str | None = None) -> dict[str, Any]:
+def status(session: Session, name: str | None = None, *, compare: bool = True) -> dict[str, Any]:
+    """What is deployed. With ``compare``, each integration also says whether it matches the specs
+    (``in-sync``, ``out-of-sync``, ``not-in-specs``; ``unknown`` when the specs do not load), from a
+    plan without live refresh (Argo CD's Synced/OutOfSync)."""
     store = session.store()
     deployed = store.list_deployed()
     if name is not None:
@@ -408,6 +411,19 @@ def status(session: Session, name: str | None = None) -> dict[str, Any]:
                                            "operation": lock.operation, "since": lock.since.isoformat()},
         "integrations": [],
     }
+    in_specs: dict[str, str] = {}
+    if compare and deployed:
+        try:
+            p = plan(session, refresh=False, prune=True)
+        except (SyncformError, OSError) as exc:
+            out["specs_error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        else:
+            for c in p.changes:
+                top = c.address.split(".", 1)[0]
+                if c.action != "no-op":
+                    in_specs[top] = "not-in-specs" if (c.address == top and c.action == "delete") else "out-of-sync"
+                else:
+                    in_specs.setdefault(top, "in-sync")
     for d in deployed:
         spec = d.spec.get("integration", {})
         runs = store.list_runs(d.name)
@@ -426,6 +442,7 @@ def status(session: Session, name: str | None = None) -> dict[str, Any]:
             })
         out["integrations"].append({
             "name": d.name, "paused": d.paused, "spec_hash": d.spec_hash,
+            "sync_status": in_specs.get(d.name, "unknown") if compare else None,
             "applied_at": d.applied_at.isoformat() if d.applied_at else None,
             "left": spec.get("left"), "right": spec.get("right"), "modules": modules,
         })

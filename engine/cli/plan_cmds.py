@@ -178,10 +178,14 @@ def status(ctx: click.Context, name: str | None, as_json: bool) -> None:
         lk = st["lock"]
         click.echo(f'locked by {lk["who"]}@{lk["host"]} (pid {lk["pid"]}) running "{lk["operation"]}" since '
                    f'{lk["since"]}; lock id {lk["id"]}')
+    if st.get("specs_error"):
+        click.echo(f"(cannot compare with the specs: {st['specs_error']})", err=True)
     if not st["integrations"]:
         click.echo("Nothing deployed yet: run syncform plan, then syncform apply.")
     for i in st["integrations"]:
         flag = "  PAUSED" if i["paused"] else ""
+        flag += {"out-of-sync": "  OUT OF SYNC with the specs (syncform plan)",
+                 "not-in-specs": "  NOT IN THE SPECS any more"}.get(i.get("sync_status") or "", "")
         click.echo(f"\n{i['name']}: {i['left']['app']}/{i['left']['connection']} ↔ "
                    f"{i['right']['app']}/{i['right']['connection']}{flag}  (applied {i['applied_at']})")
         for m in i["modules"]:

@@ -172,6 +172,7 @@ def test_reconcile_prunes_only_when_asked(session, repo):
     kept = list(workspace.reconcile(session, sync=False))
     assert kept[0].result is None and session.store().get_deployed("desk-bigin") is not None
     assert any("left alone" in n for n in kept[0].plan.notes)
+    assert workspace.status(session)["integrations"][0]["sync_status"] == "not-in-specs"
     with pytest.raises(UsageError, match="would remove all 1 deployed \\(desk-bigin\\); refusing"):
         list(workspace.reconcile(session, sync=False, prune=True))
     assert session.store().get_deployed("desk-bigin") is not None
@@ -193,10 +194,16 @@ def test_reconcile_with_an_interval_rereads_the_specs_each_pass(session, edit_sp
     assert [c.address for c in runs[1].plan.changes if c.action != "no-op"] == ["desk-bigin.description"]
 
 
-def test_status_reports_deployed_integrations(session):
+def test_status_reports_deployed_integrations(session, edit_spec):
     _apply(session)
     st = workspace.status(session)
     (i,) = st["integrations"]
+    assert i["sync_status"] == "in-sync"
+    edit_spec("Support and sales share", "Support and sales now share")
+    assert workspace.status(session)["integrations"][0]["sync_status"] == "out-of-sync"
+    edit_spec("apiVersion: syncform/v1\nkind: Integration", "apiVersion: syncform/v1\nkind: Integratoin")
+    broken = workspace.status(session)
+    assert broken["integrations"][0]["sync_status"] == "unknown" and broken["specs_error"]
     assert i["name"] == "desk-bigin" and [m["name"] for m in i["modules"]] == ["contacts", "products"]
     assert i["modules"][0]["links"] == 0 and i["modules"][0]["last_run"] is None
     with pytest.raises(StateError, match="not deployed"):
