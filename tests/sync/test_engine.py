@@ -332,3 +332,20 @@ def test_history_kept_for_history_days(sync, apps, store, clock):
     clock.tick(86400)
     sync(make_integration(history_days=30))
     assert len(store.list_runs("desk-bigin")) == 4
+
+
+def test_type_mismatch_and_mandatory_missing_are_logged(sync, apps, store):
+    left, right = apps
+    mod = contacts_module(direction="left-to-right", fields=(
+        FieldMap(("email",), ("Email",)), FieldMap(("lastName",), ("Last_Name",)),
+        FieldMap(("cf.cf_points",), ("Loyalty_Points",))))
+    integ = make_integration(mod)
+    left.put("contacts", {"email": "a@x.com", "lastName": "A", "cf.cf_points": "many"})
+    left.put("contacts", {"email": "b@x.com", "lastName": "", "cf.cf_points": "3"})
+    left.put("contacts", {"email": "c@x.com", "lastName": "C", "cf.cf_points": "7"})
+    rep = sync(integ)
+    codes = sorted(f.code for f in store.list_failures("desk-bigin"))
+    assert codes == ["MANDATORY_MISSING", "TYPE_MISMATCH"]
+    (created,) = right.all("Contacts").values()
+    assert created["Loyalty_Points"] == 7
+    assert rep.total("failed") == 2
