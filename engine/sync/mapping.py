@@ -477,6 +477,13 @@ class ModuleMapper:
                 return None
             mod = self.lookup_module(src_side, s_name)
             tid = self._resolve(src_side, mod, rid) if mod else None
+            if tid is None and mod is None:  # polymorphic (What_Id, Parent_Id): whichever module links it
+                for m in self.integration.modules:
+                    if m.name != self.module.name and m.parent is None:
+                        tid = self._resolve(src_side, m.name, rid)
+                        if tid is not None:
+                            mod = m.name
+                            break
             if tid is None:
                 return None
             tmod = self.integration.module(mod)

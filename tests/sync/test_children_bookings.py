@@ -128,3 +128,19 @@ def test_free_slots_minus_busy_bigin_events(clock):
     off = free_slots(bookings_integration(check_conflicts=False), left=bk, right=bigin, service="Consultation",
                      staff="Sam", day=date(2026, 3, 2))
     assert off["slots"] == ["09:00", "09:30", "10:00", "10:30"]
+
+
+def test_activity_deal_lookup_resolves_through_the_deals_links(store, clock):
+    left, right = FakeApp("bigin", clock), FakeApp("zoho_crm", clock)
+    deals = Module(name="deals", left="Pipelines", right="Deals", match=(MatchKey("Deal_Name", "Deal_Name"),),
+                   fields=(FieldMap(("Deal_Name",), ("Deal_Name",)),))
+    tasks = Module(name="tasks", left="Tasks", right="Tasks", parent="contacts")
+    integ = bigin_crm(contacts(), deals, tasks)
+    c = left.put("Contacts", {"Last_Name": "Lee", "Email": "lee@x.com"})
+    d = left.put("Pipelines", {"Deal_Name": "Renewal"})
+    left.put("Tasks", {"Subject": "Send quote", "Who_Id": {"id": c}, "What_Id": {"id": d, "name": "Renewal"}})
+    clock.tick(5)
+    sync_integration(integ, store=store, left=left, right=right, clock=clock)
+    (deal_id,) = right.all("Deals")
+    (task,) = right.all("Tasks").values()
+    assert task["What_Id"] == {"id": deal_id}
