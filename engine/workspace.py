@@ -420,8 +420,10 @@ def status(session: Session, name: str | None = None, *, compare: bool = True) -
         else:
             for c in p.changes:
                 top = c.address.split(".", 1)[0]
-                if c.action != "no-op":
-                    in_specs[top] = "not-in-specs" if (c.address == top and c.action == "delete") else "out-of-sync"
+                if c.address == top and c.action == "delete":
+                    in_specs[top] = "not-in-specs"
+                elif c.action != "no-op" and in_specs.get(top) != "not-in-specs":
+                    in_specs[top] = "out-of-sync"
                 else:
                     in_specs.setdefault(top, "in-sync")
     for d in deployed:
