@@ -49,7 +49,7 @@ ID_BASE = {
 }
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Row:
     app: str
     module: str

@@ -101,3 +101,14 @@ def test_add_and_update_customer_and_sandbox_listing(client):
     assert bad["status"] == "failure"
     many = [{"name": f"N{i}"} for i in range(11)]
     assert rv(client.post(f"{BASE}/addcustomer", data={"customerMap": json.dumps(many)}))["status"] == "failure"
+
+
+def test_multipart_form_data_as_curl_dash_f_sends_it(client):
+    _, consult, _ = setup(client)
+    r = client.post(f"{BASE}/appointment", files={
+        "service_id": (None, consult["id"]), "staff_id": (None, consult["assigned_staffs"][0]),
+        "from_time": (None, "30-Apr-2026 22:00:00"),
+        "customer_details": (None, json.dumps({"name": "Multi Part", "email": "mp@example.com"}))})
+    appt = rv(r)
+    assert appt["start_time"] == "30-Apr-2026 22:00:00" and appt["customer_name"] == "Multi Part"
+    assert appt["booked_on"] == "02-Mar-2026 09:30:00"
