@@ -668,8 +668,9 @@ class PostgresStore:
                         f"state is locked by database session {session['backend_pid']} ({session['user']} from "
                         f"{session['client']}, application \"{session['application']}\") that has not named "
                         f"itself in the lock row yet; waited {timeout:g}s. Try again",
-                        holder={"backend_pid": session["backend_pid"], "who": session["user"],
-                                "host": session["client"], "operation": "", "id": ""})
+                        holder={"id": "", "who": session["user"], "host": session["client"], "pid": 0,
+                                "operation": "", "since": _iso(session["connected_since"]),
+                                "backend_pid": session["backend_pid"]})
                 # the holder let go between our two looks: try once more
                 deadline = now + 0.5
             time.sleep(max(0.0, min(delay, deadline - time.monotonic())))

@@ -243,3 +243,22 @@ def test_sqlite_is_untouched_by_all_this(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
     assert sqlite3.connect(tmp_path / "s.db").execute("SELECT value FROM meta").fetchone() == ("b",)
+
+
+def test_a_session_holding_the_advisory_lock_without_a_row_is_named(pg_url, pg_schema_url):
+    import psycopg
+
+    from engine.errors import LockedError
+    from engine.state.postgres import LOCK_KEY
+
+    store = open_store(pg_schema_url)
+    with psycopg.connect(pg_url, autocommit=True, application_name="someone-else") as other:
+        other.execute("SELECT pg_try_advisory_lock(%s, %s)", (LOCK_KEY, store._key2))
+        backend = other.execute("SELECT pg_backend_pid()").fetchone()[0]
+        with pytest.raises(LockedError) as err:
+            store.acquire_lock("apply", timeout=0.2)
+        assert f"database session {backend}" in str(err.value) and '"someone-else"' in str(err.value)
+        assert err.value.holder["backend_pid"] == backend and set(err.value.holder) >= {
+            "id", "who", "host", "pid", "operation", "since"}
+    assert store.acquire_lock("apply", timeout=5).operation == "apply"  # its session ended: free
+    store.close()
