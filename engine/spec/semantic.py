@@ -30,6 +30,7 @@ SEED_MODULE_WORDS = {"zoho_desk": "Zoho Desk", "bigin": "Bigin", "zoho_crm": "Zo
 class _Out:
     def __init__(self) -> None:
         self.diags: list[Diagnostic] = []
+        self.lossy_defaults: list[tuple[Mark, str]] = []
 
     def error(self, mark: Mark, message: str, code: str) -> None:
         self.diags.append(Diagnostic(mark.file, mark.line, mark.col, "error", message, code))
@@ -220,11 +221,17 @@ def _check_module(integ: Integration, origin: Origin, i: int, m: Module, apps: d
     # --- fields
     fields_writes: dict[tuple[str, str], Mark] = {}
     mapped = {"left": set(), "right": set()}  # type: dict[str, set[str]]
+    out.lossy_defaults = []
     for j, fm in enumerate(m.fields):
         _check_field(integ, origin, i, j, m, fm, mods, app_of, fields_writes, out, compatibility, INCOMPATIBLE,
                      LOSSY)
         mapped["left"].update(fm.left)
         mapped["right"].update(fm.right)
+    if out.lossy_defaults:  # one warning for the standard pairs: they share the `defaults: true` token
+        items = out.lossy_defaults
+        out.warning(items[0][0], f'module "{m.name}": {len(items)} standard pair{"s" if len(items) > 1 else ""} '
+                    f"of defaults: true may lose data: {'; '.join(text for _, text in items)}. Override a pair "
+                    "in fields to change it", "lossy-types")
     for svc, fms in m.services:
         for j, fm in enumerate(fms):
             path = origin.service_paths.get((i, svc, j))
@@ -391,9 +398,11 @@ def _check_field(integ: Integration, origin: Origin, i: int, j: int, m: Module, 
                 if verdict == INCOMPATIBLE:
                     out.error(token, f"{sa} {src.api_name} ({src.type}) cannot be written to {da} {dst.api_name} "
                               f"({dst.type}): {reason}{sfx}", "incompatible-types")
+                elif verdict == LOSSY and fm.default:
+                    out.lossy_defaults.append((token, f"{src.api_name} -> {dst.api_name} ({reason})"))
                 elif verdict == LOSSY:
                     out.warning(token, f"{sa} {src.api_name} ({src.type}) to {da} {dst.api_name} ({dst.type}) "
-                                f"may lose data: {reason}{sfx}", "lossy-types")
+                                f"may lose data: {reason}", "lossy-types")
 
 
 def _template_fields(source: str) -> list[str]:
