@@ -104,6 +104,9 @@ class FakeZoho:
             self.stats[("users", "list")] += 1
             return self._answer(200, {"users": [{"id": "u1", "email": "a@x.com", "full_name": "Ann A"}],
                                       "info": {"more_records": False}})
+        if module == "settings" and parts[1:] == ["custom_views"]:
+            return self._answer(404, {"code": "INVALID_URL_PATTERN", "details": {}, "message": "bad url",
+                                      "status": "error"})
         if module == "settings":
             self.stats[(q["module"], "fields")] += 1
             return self._answer(200, {"fields": [

@@ -314,14 +314,18 @@ def test_bookings_add_customers_by_ten(sandbox):
     assert [u["email"] for u in bk.users()]
 
 
-def test_a_named_view_the_endpoint_cannot_resolve_is_a_clear_error(sandbox):
+def test_a_named_view_resolves_to_its_cvid_and_an_unknown_one_is_a_clear_error(sandbox):
     from engine.apps.base import ListFilter
     from engine.errors import TerminalAppError
 
     client = sandbox.client("bigin")
+    client.create_many("Contacts", contacts(3, "v", email=False))
+    got = [r for p in client.list_changed("Contacts", None, fields=["Last_Name"],
+                                          filter=ListFilter(view="All Contacts")) for r in p]
+    assert len(got) == 3 and sandbox.calls("bigin", "Contacts", "views") == 1
     with pytest.raises(TerminalAppError) as err:
-        list(client.list_changed("Contacts", None, filter=ListFilter(view="My Contacts")))
-    assert err.value.code == "INVALID_VIEW" and "numeric id" in str(err.value)
+        list(client.list_changed("Contacts", None, filter=ListFilter(view="Al Contacts")))
+    assert err.value.code == "INVALID_VIEW" and 'did you mean "All Contacts"' in str(err.value)
 
 
 def test_desk_writes_survive_429s_and_report_exhausted_retries_per_record(sandbox):

@@ -298,3 +298,13 @@ def test_concurrent_requests_never_exceed_the_connection_limit(fake, make):
 
     parallel(lambda _: client.users(), list(range(12)), workers=8)
     assert state["max"] == 2
+
+
+def test_a_view_id_goes_as_cvid_and_a_name_needs_custom_views(fake, make):
+    fake.add("Contacts", 2)
+    client = make()
+    list(client.list_changed("Contacts", None, fields=["Last_Name"], filter=ListFilter(view="4000000000123")))
+    assert fake.requests[-1].url.params["cvid"] == "4000000000123"
+    with pytest.raises(TerminalAppError, match="numeric id") as err:
+        list(client.list_changed("Contacts", None, filter=ListFilter(view="My Contacts")))
+    assert err.value.code == "INVALID_VIEW"
