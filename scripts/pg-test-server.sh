@@ -113,14 +113,22 @@ free_port() {
   echo $(( 20000 + RANDOM % 20000 ))
 }
 
+server_alive() {  # server_alive DIR: its postmaster is running (not just some process with a reused pid)
+  local pid; pid="$(head -n 1 "$1/data/postmaster.pid" 2>/dev/null)" || return 1
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+  if [ -r "/proc/$pid/cmdline" ]; then
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "-D $1/data" || return 1
+  fi
+}
+
 cmd_start() {
   if [ -f "$POINTER" ]; then
     local old; old="$(cat "$POINTER")"
-    if [ -f "$old/url" ] && [ -f "$old/data/postmaster.pid" ] &&
-       kill -0 "$(head -n 1 "$old/data/postmaster.pid")" 2>/dev/null; then
+    if [ -f "$old/url" ] && [ -f "$old/data/postmaster.pid" ] && server_alive "$old"; then
       say "a test server is already running in $old (stop it first with: $0 stop)"
       cat "$old/url"; return 0
     fi
+    case "$old" in "${TMPDIR:-/tmp}"/syncform-pg.*) rm -rf "$old";; esac  # left by a server that died
     rm -f "$POINTER"
   fi
   local bindir
