@@ -51,7 +51,7 @@ def _mutate(doc: Any, path: tuple[Any, ...], value: Any, delete: bool) -> Any:
     return doc
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(doc_index=st.integers(0, len(EXAMPLES) - 1), pick=st.integers(0, 10**6), value=values, delete=st.booleans())
 def test_mutated_examples_never_crash(tmp_path_factory, doc_index: int, pick: int, value: Any, delete: bool) -> None:
     doc = EXAMPLES[doc_index]
@@ -92,7 +92,7 @@ def test_any_bytes_give_diagnostics_not_exceptions(tmp_path_factory, data: bytes
     assert all(d.line >= 1 and d.col >= 1 for d in diags)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(doc_index=st.integers(0, len(EXAMPLES) - 1), picks=st.lists(st.tuples(st.integers(0, 10**6), values,
                                                                              st.booleans()), min_size=1, max_size=3))
 def test_fast_schema_check_never_accepts_what_jsonschema_rejects(doc_index: int, picks: list[Any]) -> None:
