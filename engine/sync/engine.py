@@ -555,16 +555,7 @@ def _chain(*iterables):
 
 
 def _plan(inp: PlanInput, order: tuple[str, ...], done: dict[str, set[str]]) -> list[Op]:
-    from engine.sync import plan as P
-
-    ops: list[Op] = []
-    for side in order:
-        for rid, rec in inp.changed.get(side, {}).items():
-            if rid in done[side]:
-                continue
-            done[side].add(rid)
-            ops.extend(P._plan_record(inp, side, rec, done))
-    return ops
+    return plan_changes(inp, order, done)
 
 
 class Executor:

@@ -145,10 +145,12 @@ def _key_values(mapper: ModuleMapper, target: str, values: Mapping[str, Any],
     return tuple(keys)
 
 
-def plan_changes(inp: PlanInput, order: Iterable[str] = ("left", "right")) -> list[Op]:
-    """Ops for every changed record of the chunk (each record pair planned once)."""
+def plan_changes(inp: PlanInput, order: Iterable[str] = ("left", "right"),
+                 done: dict[str, set[str]] | None = None) -> list[Op]:
+    """Ops for every changed record of the chunk, each record pair planned once (``done`` carries the
+    ids already planned across the chunks of one module run)."""
     ops: list[Op] = []
-    done: dict[str, set[str]] = {"left": set(), "right": set()}
+    done = done if done is not None else {"left": set(), "right": set()}
     for side in order:
         for rid, rec in inp.changed.get(side, {}).items():
             if rid in done[side]:
