@@ -48,6 +48,7 @@ from engine.state.base import Deployed, Failure, JournalEntry, Link, LockInfo, R
 LOCK_KEY = 0x53594E43  # "SYNC": first half of the operation lock's advisory key
 MIGRATION_KEY = 0x53594E4D  # "SYNM": first half of the migration lock's advisory key
 CONNECT_TIMEOUT = 10
+BUSY_TIMEOUT = 10.0  # seconds a statement waits for rows another transaction holds (lock_timeout), then transient
 _ANALYZE_AFTER = 1000  # links written by one store before it first refreshes the planner's statistics
 
 MIGRATIONS: tuple[str, ...] = (
@@ -313,7 +314,7 @@ class PostgresStore:
     """``StateStore`` on one PostgreSQL connection. Thread-safe: the connection is guarded by a lock."""
 
     def __init__(self, url: str, *, clock: Callable[[], datetime] | None = None, schema: str | None = None,
-                 connect_timeout: float = CONNECT_TIMEOUT, base: Any = None):
+                 connect_timeout: float = CONNECT_TIMEOUT, busy_timeout: float = BUSY_TIMEOUT, base: Any = None):
         self._raw_url = url
         self.url = redact_url(url)
         self._conninfo, url_schema = split_url(url)
@@ -321,6 +322,7 @@ class PostgresStore:
         if self.schema is not None and not _SCHEMA_NAME.match(self.schema):
             raise StateError(f'schema "{self.schema}" is not a plain identifier')
         self._connect_timeout = connect_timeout
+        self._busy_timeout = busy_timeout
         self._clock = clock or _utcnow
         self._mutex = threading.RLock()
         self._depth = 0
@@ -361,6 +363,11 @@ class PostgresStore:
             raise translate_error(exc, self._raw_url, doing="connecting") from None
         try:
             conn.execute("SET TIME ZONE 'UTC'")
+            if conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0] in ("0", ""):
+                # like SQLite's busy timeout: a writer stuck behind another transaction's rows gives up
+                # (TransientStateError) instead of waiting forever; a URL's own options=-c lock_timeout=... wins
+                conn.execute("SELECT set_config('lock_timeout', %s, false)",
+                             (f"{max(1, int(self._busy_timeout * 1000))}ms",))
             if self.schema is not None:
                 exists = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)).fetchone()
                 if not exists:

@@ -262,3 +262,20 @@ def test_a_session_holding_the_advisory_lock_without_a_row_is_named(pg_url, pg_s
             "id", "who", "host", "pid", "operation", "since"}
     assert store.acquire_lock("apply", timeout=5).operation == "apply"  # its session ended: free
     store.close()
+
+
+def test_a_writer_stuck_behind_another_transaction_gives_up_transiently(pg_schema_url):
+    a = open_store(pg_schema_url)
+    b = open_store(pg_schema_url, busy_timeout=0.3)
+    a.set_meta("k", "0")
+    try:
+        with a.transaction():
+            a.set_meta("k", "a")  # holds the row until the block ends
+            with pytest.raises(TransientStateError, match="lock timeout|canceling statement"):
+                b.set_meta("k", "b")
+        assert b.get_meta("k") == "a"
+        b.set_meta("k", "b")
+        assert a.get_meta("k") == "b"
+    finally:
+        a.close()
+        b.close()
