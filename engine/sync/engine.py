@@ -341,19 +341,29 @@ class ModuleRun:
         # matching: its echo of our own writes then costs no read either
         skip = {side: self.r.retry is not None or (not full and not self.m.flows[side]) for side in ("left", "right")}
         self.skipped_read = skip
-        for page in ([] if skip["right"] else self.r.clients["right"].list_changed(self.api("right"), since["right"], fields=self.m.fields("right"),
-                                                         filter=self.r.filter_for("right", self.module, full))):
+        # initial/full runs sync records created within initial_sync.created_within, but read (and
+        # index for matching) older ones too: a recent record is never created again beside an old twin
+        floor = self.r.now - timedelta(days=self.module.created_within_days) if full else None
+        self.floor = floor
+        older: dict[str, Record] = {}
+        for page in ([] if skip["right"] else self.r.clients["right"].list_changed(
+                self.api("right"), since["right"], fields=self.m.fields("right"),
+                filter=self.r.filter_for("right", self.module, False))):
             for rec in page:
-                right[rec.id] = rec
+                if floor is not None and rec.created is not None and rec.created < floor:
+                    older[rec.id] = rec
+                else:
+                    right[rec.id] = rec
                 self._seen("right", rec)
             n += len(page)
             self.tick("read right", n)
         self.retry_failures(right, "right")
-        rlinks = self.store.get_links(self.name, self.module.name, side="right", ids=list(right))
+        rlinks = self.store.get_links(self.name, self.module.name, side="right", ids=list(right) + list(older))
         index = {"left": MatchIndex(self.m, "left"), "right": MatchIndex(self.m, "right")}
-        for rid, rec in right.items():
+        for rid, rec in _chain(right.items(), older.items()):
             if rid not in rlinks:
                 index["right"].add(rec)
+        older.clear()
         unlinked_right = bool(index["right"].records) and bool(self.module.match)
         links: dict[str, dict[str, Link]] = {"left": {}, "right": dict(rlinks)}
         inp = PlanInput(mapper=self.m, changed={"left": {}, "right": right}, links=links, index=index,
@@ -366,23 +376,23 @@ class ModuleRun:
         self.read_start["left"] = _now(self.r.clock)
         pages = [] if skip["left"] else self.r.clients["left"].list_changed(
             self.api("left"), since["left"], fields=self.m.fields("left"),
-            filter=self.r.filter_for("left", self.module, full))
+            filter=self.r.filter_for("left", self.module, False))
         extra: dict[str, Record] = {}
         deferred: list[Op] = []
         self.retry_failures(extra, "left")
         for page in _chain(pages, [list(extra.values())] if extra else []):
             page = self.cancellations(page)
-            recs = {rec.id: rec for rec in page}
             for rec in page:
                 self._seen("left", rec)
-            llinks = self.store.get_links(self.name, self.module.name, side="left", ids=list(recs))
-            links["left"].update(llinks)
-            # partners linked to these left records but unchanged: their links are known via llinks
-            self.find_candidates("left", [r for r in page if r.id not in llinks], inp, searched)
+            llinks = self.store.get_links(self.name, self.module.name, side="left", ids=[r.id for r in page])
             if unlinked_right:  # only unlinked right records can still match a left one: else keep memory flat
-                for rid, rec in recs.items():
-                    if rid not in llinks:
+                for rec in page:
+                    if rec.id not in llinks:
                         index["left"].add(rec)
+            page = [r for r in page if floor is None or r.created is None or r.created >= floor]
+            recs = {rec.id: rec for rec in page}
+            links["left"].update({k: v for k, v in llinks.items() if k in recs})
+            self.find_candidates("left", [r for r in page if r.id not in llinks], inp, searched)
             inp.changed["left"] = recs
             ops = _plan(inp, ("left",), done)
             # writes to the left wait until its pages are read: a record written mid-read moves in the

@@ -349,3 +349,17 @@ def test_type_mismatch_and_mandatory_missing_are_logged(sync, apps, store):
     (created,) = right.all("Contacts").values()
     assert created["Loyalty_Points"] == 7
     assert rep.total("failed") == 2
+
+
+def test_initial_sync_links_recent_records_to_old_twins_instead_of_duplicating(sync, apps, store, clock):
+    from datetime import timedelta
+
+    left, right = apps
+    old = clock.now - timedelta(days=400)
+    right.put("Contacts", bigin(1), created=old)          # a twin older than created_within (365 d)
+    right.put("Contacts", bigin(2), created=old)          # old and alone: stays out of the sync
+    left.put("contacts", desk(1))
+    left.put("contacts", desk(3), created=old)            # old on the left: not synced either
+    rep = sync()
+    assert len(right.all("Contacts")) == 2 and len(left.all("contacts")) == 2
+    assert store.count_links("desk-bigin", "contacts") == 1 and rep.total("created") == 0
