@@ -30,12 +30,12 @@ def test_validate_json_and_exit_1(tmp_path: Path, run_cli) -> None:
     data = json.loads(r.stdout)
     assert data["valid"] is False and data["error_count"] == 1
     err = next(d for d in data["diagnostics"] if d["severity"] == "error")
-    assert (err["file"], err["line"], err["col"], err["code"]) == ("integrations/desk-crm.yaml", 15, 18, "enum")
+    assert (err["file"], err["line"], err["col"], err["code"]) == ("integrations/desk-crm.yaml", 16, 18, "enum")
     assert err["message"] == ('direction must be one of two-way, left-to-right, right-to-left '
                               '(got "left-to-rigth"); did you mean "left-to-right"?')
     r = run_cli("validate", cwd=root)
     assert r.returncode == 1
-    assert "integrations/desk-crm.yaml:15:18: error: direction must be one of" in r.stderr
+    assert "integrations/desk-crm.yaml:16:18: error: direction must be one of" in r.stderr
     assert "1 error(s)" in r.stderr
 
 
