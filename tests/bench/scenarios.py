@@ -1,0 +1,322 @@
+"""The scenarios of issue 6 and their floors (reference/sync-anchors.md §e).
+
+Sync scenarios (Bigin Contacts = left, Zoho CRM Contacts = right, match on Email, 6 mapped fields):
+
+- ``oneway``   first one-way copy of N seeded records into an empty target;
+- ``twoway``   first two-way sync of N records per side seeded with the same seed (60 % shared people);
+- ``echo``     the rerun right after it (our own writes come back: reads, never writes);
+- ``noop``     a rerun with nothing changed;
+- ``edit1pct`` 1 % of the linked records edited on each side (disjoint), then a sync.
+
+Floors per side (P = 200 per read, B = 100 per write):
+  oneway   left ⌈N/P⌉ reads; right 1 read (target empty) + ⌈W/B⌉ creates
+  twoway   ⌈N/P⌉ reads per side; ⌈creates/B⌉ + ⌈updates/B⌉ writes into each side
+  echo     per side max(1, ⌈w_in/P⌉) changed + 1 deleted read; 0 writes
+  noop     per side 1 changed + 1 deleted read; 0 writes
+  edit1pct per side max(1, ⌈c/P⌉) changed + 1 deleted read; ⌈c_other/B⌉ updates
+Target: calls ≤ floor + 1 per module and side (one module here).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.bench import harness as h
+
+# A scheduled sync does not rerun within seconds: the engine re-reads the newest second of the previous
+# read until it is SETTLE (5 s) old (engine/sync/engine.py), so noop and edit1pct start 6 s after the
+# run before them. The echo run starts at once (it is the read-back of our own writes).
+SETTLE_WAIT = 6.0
+READ_OPS = ("list", "get", "search", "deleted", "fields")
+WRITE_OPS = ("create", "update", "upsert", "delete")
+
+
+@dataclass
+class Row:
+    scenario: str
+    n: int
+    latency_ms: int
+    concurrency: int
+    calls: dict[str, dict[str, int]]   # side -> {"reads", "writes"}
+    floor: dict[str, dict[str, int]]
+    writes: int                         # records written (both sides)
+    records: int                        # records the run had to process (denominator of CPU/record)
+    wall_s: float
+    cpu_s: float
+    sync_cpu_s: float
+    maxrss_mb: float
+    check: str
+    faults: dict[str, Any] = field(default_factory=dict)
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.scenario}|{self.n}|{self.latency_ms}|{self.concurrency}"
+
+    def total_calls(self) -> int:
+        return sum(c["reads"] + c["writes"] for c in self.calls.values())
+
+    def total_floor(self) -> int:
+        return sum(c["reads"] + c["writes"] for c in self.floor.values())
+
+    def calls_ok(self) -> bool:
+        return all(self.calls[s]["reads"] + self.calls[s]["writes"] <= self.floor[s]["reads"] + self.floor[s]["writes"] + 1
+                   for s in ("left", "right"))
+
+    def limit_s(self) -> float | None:
+        if not self.latency_ms:
+            return None
+        return self.total_calls() * self.latency_ms / 1000 / max(1, self.concurrency)
+
+    def cpu_us_per_record(self) -> float | None:
+        return self.sync_cpu_s / self.records * 1e6 if self.records else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _split(m: h.Measured, side: str) -> dict[str, int]:
+    calls = m.calls.get(side, {})
+    return {"reads": sum(n for k, n in calls.items() if k.rsplit("/", 1)[-1] in READ_OPS),
+            "writes": sum(n for k, n in calls.items() if k.rsplit("/", 1)[-1] in WRITE_OPS)}
+
+
+def _row(name: str, n: int, lat: int, conc: int, m: h.Measured, floor: dict[str, dict[str, int]], records: int,
+         check: str) -> Row:
+    counts = m.counts()
+    writes = sum(c.get(k, 0) for c in counts.values() for k in ("created", "updated", "deleted"))
+    faults = {s: f for s, f in m.faults.items() if f}
+    if m.returncode != 0:
+        check = f"exit {m.returncode}; " + check
+    return Row(scenario=name, n=n, latency_ms=lat, concurrency=conc,
+               calls={s: _split(m, s) for s in ("left", "right")}, floor=floor, writes=writes, records=records,
+               wall_s=round(m.wall_s, 3), cpu_s=round(m.cpu_s, 3), sync_cpu_s=round(m.sync_cpu_s, 3),
+               maxrss_mb=round(m.maxrss_kb / 1024, 1), check=check, faults=faults,
+               detail={"counts": counts, "calls": m.calls, "sync_wall_s": round(m.sync_wall_s, 3),
+                       "rss_before_mb": round(m.rss_before_kb / 1024, 1)})
+
+
+def _fl(reads: int, writes: int) -> dict[str, int]:
+    return {"reads": reads, "writes": writes}
+
+
+class Env:
+    """Two sandbox servers (left: Bigin, right: Zoho CRM) and a working directory with the spec."""
+
+    def __init__(self, root: Path, name: str, direction: str) -> None:
+        self.dir = root / name
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True)
+        self.left = h.Server(self.dir / "sandbox-left")
+        self.right = h.Server(self.dir / "sandbox-right")
+        (self.dir / "integrations").mkdir()
+        (self.dir / "integrations" / "bench.yaml").write_text(h.spec_text(self.left, self.right, direction=direction))
+
+    def faults(self, lat: int, conc: int) -> None:
+        body = {"latency_ms": lat, "max_concurrency": conc} if lat else {}
+        self.left.faults(body)
+        self.right.faults(body)
+
+    def measure(self, lat: int, conc: int, profile_dir: Path | None, tag: str, trace: bool = False) -> h.Measured:
+        self.faults(lat, conc)
+        try:
+            prof = profile_dir / f"{tag}.prof" if profile_dir else None
+            return h.measure(self.dir, self.left, self.right, profile=prof, trace_memory=trace)
+        finally:
+            self.faults(0, conc)
+
+    def close(self) -> None:
+        self.left.close()
+        self.right.close()
+
+
+def run_oneway(root: Path, n: int, lat: int, conc: int, *, profile_dir: Path | None = None,
+               log: Any = print) -> list[Row]:
+    env = Env(root, f"oneway-{n}-{lat}", "left-to-right")
+    try:
+        t = time.perf_counter()
+        env.left.seed("bigin", "Contacts", n)
+        h.deploy(env.dir)
+        log(f"  setup oneway N={n}: {time.perf_counter() - t:.1f} s")
+        m = env.measure(lat, conc, profile_dir, f"oneway-{n}-{lat}")
+        created = m.counts().get("left-to-right", {}).get("created", 0)
+        right = env.right.contacts("zoho_crm")
+        emails = {h.norm_email(c.get("Email")) for c in right}
+        check = "ok" if len(right) == n and len(emails) == n else f"FAIL: {len(right)} records on the right, {len(emails)} distinct, expected {n}"
+        floor = {"left": _fl(h.pages(n, 200), 0), "right": _fl(1, h.pages(created, 100))}
+        return [_row("oneway", n, lat, conc, m, floor, n, check)]
+    finally:
+        env.close()
+
+
+def expected_union(env: Env) -> int:
+    le = {h.norm_email(c.get("Email")) for c in env.left.contacts("bigin")}
+    re_ = {h.norm_email(c.get("Email")) for c in env.right.contacts("zoho_crm")}
+    return len(le | re_)
+
+
+def run_twoway_chain(root: Path, n: int, lat: int, conc: int, *, profile_dir: Path | None = None,
+                     log: Any = print) -> list[Row]:
+    env = Env(root, f"twoway-{n}-{lat}", "two-way")
+    rows: list[Row] = []
+    try:
+        t = time.perf_counter()
+        env.left.seed("bigin", "Contacts", n)
+        env.right.seed("zoho_crm", "Contacts", n)
+        union = expected_union(env)
+        h.deploy(env.dir)
+        log(f"  setup twoway N={n}: {time.perf_counter() - t:.1f} s (union {union})")
+
+        m = env.measure(lat, conc, profile_dir, f"twoway-{n}-{lat}")
+        c = m.counts()
+        into_r = c.get("left-to-right", {})
+        into_l = c.get("right-to-left", {})
+        floor = {"left": _fl(h.pages(n, 200), h.pages(into_l.get("created", 0), 100) + h.pages(into_l.get("updated", 0), 100)),
+                 "right": _fl(h.pages(n, 200), h.pages(into_r.get("created", 0), 100) + h.pages(into_r.get("updated", 0), 100))}
+        rows.append(_row("twoway", n, lat, conc, m, floor, 2 * n, h.check_union(env.left, env.right, union)))
+        log(f"  twoway: {rows[-1].total_calls()} calls, {rows[-1].wall_s} s")
+        w_in_l = into_l.get("created", 0) + into_l.get("updated", 0)
+        w_in_r = into_r.get("created", 0) + into_r.get("updated", 0)
+
+        m = env.measure(lat, conc, profile_dir, f"echo-{n}-{lat}")
+        floor = {"left": _fl(max(1, h.pages(w_in_l, 200)) + 1, 0), "right": _fl(max(1, h.pages(w_in_r, 200)) + 1, 0)}
+        rows.append(_row("echo", n, lat, conc, m, floor, w_in_l + w_in_r,
+                         "ok" if _writes(m) == 0 else f"FAIL: {_writes(m)} writes on the echo"))
+        log(f"  echo: {rows[-1].total_calls()} calls, {rows[-1].wall_s} s")
+
+        time.sleep(SETTLE_WAIT)
+        m = env.measure(lat, conc, profile_dir, f"noop-{n}-{lat}")
+        rows.append(_row("noop", n, lat, conc, m, {"left": _fl(2, 0), "right": _fl(2, 0)}, 0,
+                         "ok" if _writes(m) == 0 else f"FAIL: {_writes(m)} writes on an unchanged rerun"))
+        log(f"  noop: {rows[-1].total_calls()} calls, {rows[-1].wall_s} s")
+
+        expect_r, expect_l = h.edit_one_percent(env.dir, env.left, env.right, n, f"e{lat}")
+        time.sleep(SETTLE_WAIT)
+        m = env.measure(lat, conc, profile_dir, f"edit1pct-{n}-{lat}")
+        cl, cr = len(expect_r), len(expect_l)
+        floor = {"left": _fl(max(1, h.pages(cl, 200)) + 1, h.pages(cr, 100)),
+                 "right": _fl(max(1, h.pages(cr, 200)) + 1, h.pages(cl, 100))}
+        check = h.check_titles(env.left, env.right, expect_r, expect_l)
+        if _writes(m) != cl + cr:
+            check += f"; {_writes(m)} records written, expected {cl + cr}"
+        rows.append(_row("edit1pct", n, lat, conc, m, floor, cl + cr, check))
+        log(f"  edit1pct: {rows[-1].total_calls()} calls, {rows[-1].wall_s} s")
+        return rows
+    finally:
+        env.close()
+
+
+def _writes(m: h.Measured) -> int:
+    return sum(n for side in m.written.values() for k, n in side.items() if not k.endswith("/seed"))
+
+
+# --- validate + plan of many integrations ------------------------------------------------------------
+PLAN_INTEGRATION = """\
+---
+apiVersion: syncform/v1
+kind: Integration
+metadata:
+  name: region-{i}
+  description: Sales of region {i}
+spec:
+  left: {{app: bigin, connection: bigin{c}}}
+  right: {{app: zoho_crm, connection: crm{c}}}
+  modules:
+    - name: contacts
+      left: Contacts
+      right: Contacts
+      match: [{{left: Email, right: Email}}, {{left: Mobile, right: Mobile}}]
+      fields:
+        - {{left: First_Name, right: First_Name}}
+        - {{left: Last_Name, right: Last_Name}}
+        - {{left: Email, right: Email}}
+        - {{left: Phone, right: Phone}}
+        - {{left: Mobile, right: Mobile}}
+        - {{left: Title, right: Title}}
+    - name: companies
+      left: Accounts
+      right: Accounts
+      match: [{{left: Account_Name, right: Account_Name}}]
+      fields:
+        - {{left: Account_Name, right: Account_Name}}
+        - {{left: Phone, right: Phone}}
+        - {{left: Website, right: Website}}
+"""
+
+PLAN_CONNECTIONS = """\
+---
+apiVersion: syncform/v1
+kind: Connection
+metadata: {{name: bigin{c}}}
+spec: {{app: bigin, sandbox: true}}
+---
+apiVersion: syncform/v1
+kind: Connection
+metadata: {{name: crm{c}}}
+spec: {{app: zoho_crm, sandbox: true}}
+"""
+
+
+@dataclass
+class PlanRow:
+    integrations: int
+    steps: dict[str, dict[str, float]]   # step -> wall_s, cpu_s, maxrss_mb, rc
+    summary: str
+
+    @property
+    def key(self) -> str:
+        return f"plan|{self.integrations}"
+
+    def validate_plus_plan(self) -> float:
+        return self.steps["validate"]["wall_s"] + self.steps["plan (cold)"]["wall_s"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _timed_cli(workdir: Path, *args: str) -> tuple[dict[str, float], str]:
+    import os
+    import subprocess
+
+    t0 = time.perf_counter()
+    with open(workdir / "cli.out", "w") as out:
+        proc = subprocess.Popen([h.PY, "-m", "engine", "--state", h.state_url(workdir), *args], cwd=workdir,
+                                env=h._env(), stdout=out, stderr=subprocess.STDOUT)
+        _, status, ru = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    rc = os.waitstatus_to_exitcode(status)
+    text = (workdir / "cli.out").read_text()
+    return ({"wall_s": round(wall, 3), "cpu_s": round(ru.ru_utime + ru.ru_stime, 3),
+             "maxrss_mb": round(ru.ru_maxrss / 1024, 1), "rc": rc}, text)
+
+
+def run_plan(root: Path, k: int, *, log: Any = print) -> PlanRow:
+    d = root / f"plan-{k}"
+    if d.exists():
+        shutil.rmtree(d)
+    (d / "integrations").mkdir(parents=True)
+    nconn = max(1, k // 10)
+    (d / "integrations" / "connections.yaml").write_text("".join(PLAN_CONNECTIONS.format(c=c) for c in range(nconn)))
+    for i in range(k):
+        (d / "integrations" / f"region-{i:04d}.yaml").write_text(PLAN_INTEGRATION.format(i=i, c=i % nconn).lstrip("-\n"))
+    steps: dict[str, dict[str, float]] = {}
+    steps["validate"], out = _timed_cli(d, "validate")
+    if steps["validate"]["rc"] != 0:
+        raise RuntimeError(f"validate failed:\n{out[-2000:]}")
+    steps["plan (cold)"], out = _timed_cli(d, "plan", "--no-refresh")
+    summary = next((ln.strip() for ln in out.splitlines() if ln.startswith("Plan:") or ln.startswith("No changes")), "")
+    steps["plan (warm)"], _ = _timed_cli(d, "plan", "--no-refresh")
+    steps["apply --no-sync"], _ = _timed_cli(d, "apply", "--auto-approve", "--no-sync")
+    steps["plan, no changes"], out2 = _timed_cli(d, "plan", "--no-refresh")
+    log(f"  plan {k}: " + ", ".join(f"{s} {v['wall_s']} s" for s, v in steps.items()))
+    return PlanRow(integrations=k, steps=steps, summary=summary)
+
+
+def tempdir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="syncform-bench-"))

@@ -1,0 +1,102 @@
+"""The measured side of a benchmark: one process that runs ``syncform sync NAME`` through the workspace
+API, exactly as ``engine/cli/sync_cmds.py`` does (open_session -> deployed_integrations -> lock ->
+sync_integration), and writes what it measured as JSON.
+
+    python -m tests.bench.worker --root DIR --state URL --name NAME --out FILE [--profile FILE.prof]
+                                 [--tracemalloc]
+
+The parent (tests/bench/harness.py) also reads the process's own rusage with os.wait4, so the CPU
+time and peak RSS it reports are those of this whole process (interpreter start-up and imports
+included); ``sync_cpu_s`` is the CPU time of the sync call alone (all threads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _rss_kb() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def run(root: str, state_url: str, name: str, *, profile: str | None = None,
+        trace_memory: bool = False) -> dict[str, Any]:
+    from engine.sync import sync_integration
+    from engine.sync.wiring import deployed_integrations
+    from engine.workspace import open_session
+
+    rss_before = _rss_kb()
+    session = open_session(root=root, state_url=state_url)
+    prof = None
+    if trace_memory:
+        import tracemalloc
+
+        tracemalloc.start(25)
+    try:
+        store = session.store()
+        (integ,) = deployed_integrations(store, name)
+        left, right = session.client(integ.left.connection), session.client(integ.right.connection)
+        lock = store.acquire_lock("sync")
+        try:
+            if profile:
+                import cProfile
+
+                prof = cProfile.Profile()
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            if prof is not None:
+                prof.enable()
+            rep = sync_integration(integ, store=store, left=left, right=right)
+            if prof is not None:
+                prof.disable()
+            cpu1, wall1 = time.process_time(), time.perf_counter()
+        finally:
+            store.release_lock(lock.id)
+        top_alloc: list[str] = []
+        traced_peak = 0
+        if trace_memory:
+            import tracemalloc
+
+            _, traced_peak = tracemalloc.get_traced_memory()
+            snap = tracemalloc.take_snapshot()
+            top_alloc = [str(s) for s in snap.statistics("lineno")[:15]]
+            tracemalloc.stop()
+        if prof is not None and profile:
+            prof.dump_stats(profile)
+        return {"report": rep.as_dict(), "ok": rep.ok, "sync_cpu_s": cpu1 - cpu0, "sync_wall_s": wall1 - wall0,
+                "client_stats": {"left": {f"{m}/{op}": n for (m, op), n in left.stats().items()},
+                                 "right": {f"{m}/{op}": n for (m, op), n in right.stats().items()}},
+                "rss_before_kb": rss_before, "rss_end_kb": _rss_kb(),
+                "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                "traced_peak_bytes": traced_peak, "top_alloc": top_alloc}
+    finally:
+        session.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tests.bench.worker")
+    ap.add_argument("--root", required=True)
+    ap.add_argument("--state", required=True)
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--profile")
+    ap.add_argument("--tracemalloc", action="store_true")
+    a = ap.parse_args(argv)
+    result = run(a.root, a.state, a.name, profile=a.profile, trace_memory=a.tracemalloc)
+    Path(a.out).write_text(json.dumps(result, default=str))
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
