@@ -394,6 +394,14 @@ def _check_field(integ: Integration, origin: Origin, i: int, j: int, m: Module, 
                 if dst.read_only:
                     continue
                 verdict, reason = compatibility(src, dst, src_app=sa, dst_app=da)
+                if verdict == LOSSY and fm.values and src.picklist and dst.picklist:
+                    # a values: map translates picklist values; only values it leaves unmapped are lost
+                    table = dict(fm.values) if dst_side == "right" else {b: a for a, b in fm.values}
+                    missing = [v for v in src.picklist if table.get(v, v) not in dst.picklist]
+                    if not missing:
+                        continue
+                    if reason.startswith("picklist values missing"):
+                        reason = f"picklist values missing on the destination are rejected: {', '.join(missing[:5])}"
                 token = _field_token(origin, i, j, dst_side, 0, fm)
                 if verdict == INCOMPATIBLE:
                     out.error(token, f"{sa} {src.api_name} ({src.type}) cannot be written to {da} {dst.api_name} "
