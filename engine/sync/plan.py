@@ -320,8 +320,9 @@ def _merge(inp: PlanInput, lrec: Record | None, rrec: Record | None, link: Link 
             for s, t in conflicts:
                 if s == loser:
                     writes[s][t] = desired[s][t]
+            what = "both sides changed" if link is not None else "the matched records differ in"
             ops.append(Op("conflict", loser, source_id=ids[winner], target_id=ids[loser], code=policy,
-                          fields=fields_, message=f"both sides changed {', '.join(fields_)}; {winner} wins ({policy})"))
+                          fields=fields_, message=f"{what} {', '.join(fields_)}; {winner} wins ({policy})"))
     # the new merge base: current values plus what we write
     new_base = {}
     for s in ("left", "right"):

@@ -88,6 +88,7 @@ def main(n: int) -> None:
     total = sum(len(p) for p in right2.list_changed("Contacts", None, fields=FIELDS))
     print(f"{'two-way first, 50% overlap':<28} {time.perf_counter() - t:7.2f} s  calls {calls:5d} (floor ~{floor})  "
           f"linked {rep.total('linked')}  duplicates {total - len(emails)}")
+    print("   ", rep.modules[0].samples.get("conflict", [])[:3])
     print("   ", {d: {k: v for k, v in c.items() if v} for d, c in rep.modules[0].counts.items()},
           "failures:", sorted({(f.code, f.app_code) for f in store2.list_failures()}), len(store2.list_failures()))
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")

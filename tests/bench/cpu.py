@@ -1,0 +1,163 @@
+"""CPU per record of each local phase of a sync, in-process, without a profiler's distortion.
+
+    python -m tests.bench.cpu [--n 10000] [--profile PHASE]
+
+Phases (the same code the engine runs, on the bench spec's 6 mapped fields of Bigin -> CRM Contacts):
+  parse      json.loads of 200-record pages as the sandbox sends them + the client's Record building
+  plan-new   plan_changes of an initial one-way copy (every record a create)
+  plan-match plan_changes of an initial two-way run where every left record matches a right one
+  plan-echo  plan_changes of linked records read back unchanged (the echo / no-op path)
+  encode     the write bodies (json.dumps of {"data": [...]} per 100)
+  journal    journal_add of the write batches (what the executor journals before sending)
+  links      put_links of the new links (SQLite, one transaction per 100)
+The sum is a lower bound of the sync's CPU per record (HTTP, threads and the report come on top).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from tests.bench.harness import FIELDS
+
+
+def _spec(direction: str) -> Any:
+    from engine.spec.model import FieldMap, Integration, IntegrationSide, MatchKey, Module
+
+    mod = Module(name="contacts", left="Contacts", right="Contacts", direction=direction,
+                 match=(MatchKey("Email", "Email"),), fields=tuple(FieldMap((f,), (f,)) for f in FIELDS))
+    return Integration(name="bench", left=IntegrationSide("bigin", "left"),
+                       right=IntegrationSide("zoho_crm", "right"), modules=(mod,))
+
+
+def _raw(app: str, n: int) -> list[dict[str, Any]]:
+    from engine.sandbox.seed import slot_person
+
+    out = []
+    for j in range(n):
+        p = slot_person(app, 1, j)
+        out.append({"First_Name": p["first"], "Last_Name": p["last"], "Email": p["email"], "Phone": p["phone"],
+                    "Mobile": p["mobile"], "Title": p["title"], "id": str(4_876_876_000_000_000_000 + j),
+                    "Modified_Time": "2026-02-03T10:11:12+00:00", "Created_Time": "2026-01-02T10:11:12+00:00"})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tests.bench.cpu")
+    ap.add_argument("--n", type=int, default=10_000)
+    ap.add_argument("--profile", help="print a cProfile of this phase")
+    a = ap.parse_args(argv)
+    n = a.n
+
+    from engine.apps.base import Record
+    from engine.apps.zoho import parse_time
+    from engine.state import open_store
+    from engine.state.base import JournalEntry, Link
+    from engine.sync.mapping import ModuleMapper
+    from engine.sync.plan import MatchIndex, PlanInput, plan_changes
+
+    lraw, rraw = _raw("bigin", n), _raw("zoho_crm", n)
+    bodies = [json.dumps({"data": lraw[i:i + 200], "info": {"more_records": True}}) for i in range(0, n, 200)]
+    results: dict[str, float] = {}
+
+    def timed(name: str, fn: Callable[[], Any]) -> Any:
+        prof = cProfile.Profile() if a.profile == name else None
+        t = time.process_time()
+        if prof:
+            prof.enable()
+        out = fn()
+        if prof:
+            prof.disable()
+        results[name] = (time.process_time() - t) / n * 1e6
+        if prof:
+            pstats.Stats(prof).sort_stats("tottime").print_stats(20)
+        return out
+
+    def parse() -> list[Record]:
+        recs = []
+        for b in bodies:
+            for raw in json.loads(b)["data"]:
+                recs.append(Record(id=str(raw["id"]), values=dict(raw), modified=parse_time(raw["Modified_Time"]),
+                                   created=parse_time(raw.get("Created_Time"))))
+        return recs
+
+    left = timed("parse", parse)
+    right = [Record(id=str(5_725_767_000_000_000_000 + i), values={**r, "id": str(5_725_767_000_000_000_000 + i)},
+                    modified=left[i].modified) for i, r in enumerate(rraw)]
+    # right records that match left ones by e-mail (same people, the app's own formatting)
+    matched = [Record(id=str(5_725_767_000_000_000_000 + i), values={**lraw[i], "Phone": rraw[i]["Phone"],
+                                                                     "id": str(5_725_767_000_000_000_000 + i)},
+                      modified=left[i].modified) for i in range(n)]
+
+    def plan(direction: str, rights: list[Record] | None, links: dict[str, dict[str, Link]] | None = None) -> list:
+        integ = _spec(direction)
+        m = ModuleMapper(integ, integ.modules[0])
+        idx = {"left": MatchIndex(m, "left"), "right": MatchIndex(m, "right")}
+        rmap = {r.id: r for r in rights or []}
+        if links is None:
+            for r in rights or []:
+                idx["right"].add(r)
+        inp = PlanInput(mapper=m, changed={"left": {}, "right": rmap}, links=links or {"left": {}, "right": {}},
+                        index=idx, deleted={"left": set(), "right": set()}, initial=links is None)
+        ops = []
+        done: dict[str, set[str]] = {"left": set(), "right": set()}
+        for i in range(0, n, 200):
+            inp.changed["left"] = {r.id: r for r in left[i:i + 200]}
+            ops += plan_changes(inp, ("left",), done)
+        return ops
+
+    ops = timed("plan-new", lambda: plan("left-to-right", []))
+    timed("plan-match", lambda: plan("two-way", matched))
+    integ = _spec("two-way")
+    m = ModuleMapper(integ, integ.modules[0])
+    linkmap = {"left": {}, "right": {}}
+    for lrec, rrec in zip(left, matched):
+        lk = Link(left_id=lrec.id, right_id=rrec.id, left_values=m.snapshot("left", lrec.values),
+                  right_values=m.snapshot("right", rrec.values))
+        linkmap["left"][lrec.id] = lk
+        linkmap["right"][rrec.id] = lk
+    echo_ops = timed("plan-echo", lambda: plan("two-way", matched, linkmap))
+    writes = [o for o in ops if o.kind == "create"]
+    timed("encode", lambda: [json.dumps({"data": [dict(o.values) for o in writes[i:i + 100]], "trigger": []})
+                             for i in range(0, len(writes), 100)])
+    with tempfile.TemporaryDirectory() as d:
+        store = open_store(f"sqlite:///{Path(d) / 'state.db'}")
+        now = datetime.now(timezone.utc)
+
+        def journal() -> None:
+            for i in range(0, len(writes), 100):
+                payload = tuple({"source_id": o.source_id, "target_id": o.target_id, "values": dict(o.values),
+                                 "keys": [list(k) for k in o.keys],
+                                 "source_values": dict(o.link.left_values) if o.link else {}}
+                                for o in writes[i:i + 100])
+                store.journal_add(JournalEntry(id=None, integration="bench", module="contacts", target="right",
+                                               operation="create", payload=payload, created=now))
+
+        timed("journal", journal)
+
+        def links() -> None:
+            for i in range(0, len(writes), 100):
+                with store.transaction():
+                    store.put_links("bench", "contacts",
+                                    [Link(left_id=o.source_id or "", right_id=f"r{i + k}", left_values=o.link.left_values,
+                                          right_values=o.link.right_values, synced_at=now)
+                                     for k, o in enumerate(writes[i:i + 100])])
+
+        timed("links", links)
+        store.close()
+    print(f"CPU µs per record, N={n} ({len(writes)} creates, {sum(1 for o in echo_ops if o.kind != 'link')} ops on the echo)")
+    for k, v in results.items():
+        print(f"  {k:<11} {v:7.1f}")
+    print(f"  {'sum':<11} {sum(v for k, v in results.items() if k != 'plan-match'):7.1f}  (parse + plan-new + plan-echo + encode + journal + links)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
