@@ -158,8 +158,18 @@ def test_random_state_histories_export_the_same(both, clock):
     @given(st.lists(state_op, max_size=8), st.booleans())
     def check(ops, in_transaction):
         assert _outcome(pg, clock.now, ops, in_transaction) == _outcome(lite, clock.now, ops, in_transaction)
-        a, b = export_state(lite), export_state(pg)
+        a, b = _comparable(export_state(lite)), _comparable(export_state(pg))
         assert replace(b, lineage=a.lineage, created_at=a.created_at) == a
         clock.advance(hours=7)
 
     check()
+
+
+def _comparable(dump):
+    """The dump without generated ids (kept in their order): a rolled-back transaction gives its ids back
+    in SQLite but not in PostgreSQL, whose sequences never go backwards; both stay unique and increasing."""
+    from dataclasses import replace
+
+    tables = {name: tuple(row[1:] for row in rows) if name in ("applies", "runs", "failures", "journal") else rows
+              for name, rows in dump.tables.items()}
+    return replace(dump, tables=tables)
