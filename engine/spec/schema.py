@@ -152,7 +152,7 @@ def _translate(doc: Document, e: Any) -> list[Diagnostic]:
         return [_err(doc, path, f"{name} must be {_type_words(e.validator_value)} (got {_got(inst)})", "type")]
     if v == "pattern":
         words = _PATTERN_WORDS.get(name, f"text matching {e.validator_value}")
-        shown = f' "{inst}"' if not _is_secret_path(path) or name == "env" else ""
+        shown = f' "{inst}"' if (not _is_secret_path(path) or name == "env") and name != "base_url" else ""
         return [_err(doc, path, f"{name}{shown} must be {words}", "pattern")]
     if v in ("minimum", "maximum"):
         bound = "at least" if v == "minimum" else "at most"

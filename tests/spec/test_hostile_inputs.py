@@ -55,3 +55,20 @@ def test_fmt_refuses_hostile_files_without_traceback(tmp_path: Path, run_cli) ->
     assert "bomb.yaml: left as written (5:8: aliases expand" in r.stderr
     assert "deep.yaml: left as written (1:67: nesting deeper than 64 levels)" in r.stderr
     assert (tmp_path / "bomb.yaml").read_bytes() == ALIAS_BOMB.encode()
+
+
+def test_secrets_never_appear_in_messages(tmp_path: Path, run_cli) -> None:
+    (tmp_path / "c.yaml").write_text(
+        "apiVersion: syncform/v1\nkind: Connection\nmetadata: {name: bigin}\nspec:\n  app: bigin\n"
+        "  base_url: ftp://admin:s3cr3t-1@example.com\n"
+        "  auth:\n    client_id: s3cr3t-2\n    client_secret: [s3cr3t-3]\n    refresh_token: {value: s3cr3t-4}\n"
+        "---\napiVersion: syncform/v1\nkind: Connection\nmetadata: {name: crm}\nspec:\n  app: zoho_crm\n"
+        "  base_url: https://admin:s3cr3t-5@example.com\n"
+        "  auth: {client_id: {env: A}, client_secret: {env: B}, refresh_token: {env: C}}\n")
+    r = run_cli("validate", "--json", "c.yaml", cwd=tmp_path)
+    assert r.returncode == 1
+    assert "s3cr3t" not in r.stdout + r.stderr
+    r = run_cli("validate", "c.yaml", cwd=tmp_path)
+    assert "s3cr3t" not in r.stdout + r.stderr
+    assert "c.yaml:8:16: error: client_id is written inline" in r.stderr
+    assert "c.yaml:17:13: error: base_url holds credentials" in r.stderr
