@@ -31,9 +31,9 @@ def _finish(proc: subprocess.Popen) -> dict:
 
 
 def test_parallel_syncs_and_serialised_applies_lose_nothing(pg_schema_url):
-    """4 sync processes (own integrations, no lock) and 4 apply processes (one shared integration, under
+    """3 sync processes (own integrations, no lock) and 3 apply processes (one shared integration, under
     the lock) start together on a state nobody created yet."""
-    syncs, applies, rounds = 4, 4, 8
+    syncs, applies, rounds = 3, 3, 8
     procs = [_spawn(pg_schema_url, "sync", i, rounds) for i in range(syncs)]
     procs += [_spawn(pg_schema_url, "apply", i, rounds) for i in range(applies)]
     results = [_finish(p) for p in procs]
