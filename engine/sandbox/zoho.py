@@ -142,6 +142,8 @@ class ZohoApi:
                 return self.related_notes(req, mod, parts[1])
             if m == "POST":
                 return self.create(req, self.module("Notes"), parent=(mod.api_name, parts[1]))
+        elif len(parts) == 3 and m == "GET":
+            return self.related(req, mod, parts[1], parts[2])
         elif len(parts) == 4 and parts[2] == "Notes":
             notes = self.module("Notes")
             if m == "GET":
@@ -327,6 +329,22 @@ class ZohoApi:
                 if (r.data.get("Parent_Id") or {}).get("id") == rid]
         self.ctx.stats.call(self.app, "Notes", "list")
         return self._page(req, notes, rows)
+
+    def related(self, req: Request, mod: ModuleCatalog, rid: str, related: str) -> Response:
+        """``GET /{M}/{id}/{Related}``: records of another module whose lookups point at the record
+        (a contact's Pipelines/Deals, Tasks, Events, Calls; an account's Contacts...)."""
+        target = self.ctx.module(self.app, related)
+        if target is None:
+            raise err(400, "INVALID_DATA", "the related list name given seems to be invalid",
+                      {"param_name": "related_list"})
+        if self.ctx.store.get(self.app, mod.api_name, rid) is None:
+            raise err(400, "INVALID_DATA", "the related id given seems to be invalid", {"id": rid})
+        fields = self._fields_param(req, required=False)
+        lookups = [f.api_name for f in target.fields if f.kind == "lookup" and f.lookup in (mod.api_name, None)]
+        rows = [r for r in self.ctx.store.query(self.app, target.api_name, order="id")
+                if any(isinstance(r.data.get(n), dict) and r.data[n].get("id") == rid for n in lookups)]
+        self.ctx.stats.call(self.app, target.api_name, "related")
+        return self._page(req, target, rows, fields)
 
     def _page(self, req: Request, mod: ModuleCatalog, rows: list[Row], fields: list[str] | None = None,
               cap: int | None = None) -> Response:

@@ -381,3 +381,15 @@ def test_custom_views_and_cvid_filtering(client, app, clock):
     assert r.status_code == 400 and r.json()["details"] == {"param_name": "cvid"}
     assert [v["name"] for v in client.get("/bigin/v2/settings/custom_views",
                                          params={"module": "Accounts"}).json()["custom_views"]][0] == "All Companies"
+
+
+def test_related_lists_of_a_record(client):
+    [acc] = create_many(client, "/bigin/v2/Accounts", [{"Account_Name": "Rel Co"}])
+    [cid] = create_many(client, "/bigin/v2/Contacts", [{"Last_Name": "Rel", "Account_Name": {"id": acc}}])
+    create_many(client, "/bigin/v2/Tasks", [{"Subject": "Call back", "Who_Id": {"id": cid}},
+                                            {"Subject": "Visit", "What_Id": {"id": acc}, "$se_module": "Accounts"}])
+    tasks = client.get(f"/bigin/v2/Contacts/{cid}/Tasks").json()["data"]
+    assert [t["Subject"] for t in tasks] == ["Call back"]
+    assert [t["Subject"] for t in client.get(f"/bigin/v2/Accounts/{acc}/Tasks").json()["data"]] == ["Visit"]
+    assert [c["id"] for c in client.get(f"/bigin/v2/Accounts/{acc}/Contacts").json()["data"]] == [cid]
+    assert client.get(f"/bigin/v2/Contacts/{cid}/Pipelines").status_code == 204
