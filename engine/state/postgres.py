@@ -334,7 +334,11 @@ class PostgresStore:
         self._conn: Any = None
         self._key2 = 0
         self._connect()
-        self._migrate()
+        try:
+            self._migrate()
+        except BaseException:
+            self.close()
+            raise
 
     # --- connection --------------------------------------------------------------------------------
     def _connect(self) -> None:
