@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -364,15 +365,28 @@ def verify_specs(session: Session, p: "Plan") -> None:
 
 def apply_plan(session: Session, p: "Plan", *, sync: bool = True, check_specs: bool = False,
                lock_timeout: float = 10.0, progress: Callable[[str], None] | None = None,
-               operation: str = "apply") -> "ApplyResult":
+               operation: str = "apply", lock: Any = None) -> "ApplyResult":
+    """Apply ``p``. ``lock``: a lock the caller took before planning (see ``locked``), kept afterwards."""
     from engine.apply.interpreter import Applier
 
     if check_specs:
         verify_specs(session, p)
     applier = Applier(p, store=session.store(), clients=session.client, sync=sync, who=who(),
                       commit=git_commit(session.root), clock=session.clock, progress=progress,
-                      lock_timeout=lock_timeout, operation=operation)
+                      lock_timeout=lock_timeout, operation=operation, lock=lock)
     return applier.run()
+
+
+@contextmanager
+def locked(session: Session, operation: str, *, timeout: float = 10.0) -> Iterator[Any]:
+    """Hold the state lock across plan → show → ask → apply, as ``terraform apply`` does, so that no
+    other apply can land between the plan and its approval."""
+    store = session.store()
+    lock = store.acquire_lock(operation, timeout=timeout)
+    try:
+        yield lock
+    finally:
+        store.release_lock(lock.id)
 
 
 def apply(session: Session, source: "Plan | str | os.PathLike[str] | None" = None, paths: Sequence[str] = (), *,
@@ -544,10 +558,12 @@ def reconcile(session: Session, paths: Sequence[str] = (), *, prune: bool = Fals
     while True:
         runs += 1
         try:
-            p = plan(session, paths, refresh=refresh, prune=prune) if runs == 1 else _replan(session, paths, refresh, prune)
-            _guard_empty(p, allow_empty)
-            result = (apply_plan(session, p, sync=sync, progress=progress, operation="reconcile",
-                                 lock_timeout=lock_timeout) if p.has_changes else None)
+            with locked(session, "reconcile", timeout=lock_timeout) as lock:
+                p = plan(session, paths, refresh=refresh, prune=prune) if runs == 1 else _replan(session, paths,
+                                                                                                  refresh, prune)
+                _guard_empty(p, allow_empty)
+                result = (apply_plan(session, p, sync=sync, progress=progress, operation="reconcile", lock=lock)
+                          if p.has_changes else None)
         except SyncformError as exc:
             if interval is None:
                 raise

@@ -70,7 +70,8 @@ class Applier:
     def __init__(self, plan: Plan, *, store: StateStore, clients: Callable[[str], Any] | None = None,
                  sync: bool = True, who: str = "", commit: str | None = None,
                  clock: Callable[[], datetime] | None = None, progress: Callable[[str], None] | None = None,
-                 lock_timeout: float = 10.0, operation: str = "apply", sync_fn: Callable[..., Any] | None = None):
+                 lock_timeout: float = 10.0, operation: str = "apply", sync_fn: Callable[..., Any] | None = None,
+                 lock: Any = None):
         self.plan = plan
         self.store = store
         self.clients = clients
@@ -80,6 +81,7 @@ class Applier:
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.progress = progress or (lambda msg: None)
         self.lock_timeout = lock_timeout
+        self.held = lock  # a LockInfo the caller already holds (plan-then-apply under one lock); kept on exit
         self.operation = operation
         self.notes: list[str] = []
         self._sync_fn: Any = sync_fn  # default: engine.sync.sync_integration (a seam for tests and embedders)
@@ -106,7 +108,7 @@ class Applier:
         plan, store = self.plan, self.store
         for step in plan.steps:  # refuse an unknown step before touching anything
             self._visitor(step)
-        lock = store.acquire_lock(self.operation, timeout=self.lock_timeout)
+        lock = self.held or store.acquire_lock(self.operation, timeout=self.lock_timeout)
         if lock.note:
             self.notes.append(lock.note)
         results: list[StepResult] = []
@@ -125,7 +127,8 @@ class Applier:
             for step in sync_steps:
                 results.append(self._visitor(step)(step))
         finally:
-            store.release_lock(lock.id)
+            if self.held is None:
+                store.release_lock(lock.id)
         return ApplyResult(plan_id=plan.id, serial=store.serial(), results=tuple(results), notes=tuple(self.notes))
 
     # --- state steps: run inside the one transaction ------------------------------------------------

@@ -141,22 +141,29 @@ def apply(ctx: click.Context, args: tuple[str, ...], auto_approve: bool, no_sync
 
             p = load_plan(args[0])
             click.echo(_render(p, as_json=False, markdown=False, color=_color(ctx)), nl=False)
-            check_specs = True
-        else:
-            if any(_is_planfile(a) for a in args):
-                raise click.UsageError("give either one plan file or spec paths, not both")
+            if not p.has_changes:
+                click.echo("Nothing to apply.")
+                return 0
+            click.echo("")
+            result = workspace.apply_plan(s, p, sync=not no_sync, check_specs=True, lock_timeout=lock_timeout,
+                                          progress=_progress)
+            return _report(result, p)
+        if any(_is_planfile(a) for a in args):
+            raise click.UsageError("give either one plan file or spec paths, not both")
+        # plan, show, ask and apply under one lock: no other apply can land between plan and approval
+        with workspace.locked(s, "apply", timeout=lock_timeout) as lock:
+            if lock.note:
+                click.echo(f"Note: {lock.note}", err=True)
             p = workspace.plan(s, args, refresh=refresh)
             _warnings(s)
             click.echo(_render(p, as_json=False, markdown=False, color=_color(ctx)), nl=False)
-            check_specs = False
-            if p.has_changes and not auto_approve:
+            if not p.has_changes:
+                click.echo("Nothing to apply.")
+                return 0
+            if not auto_approve:
                 _confirm("apply these changes")
-        if not p.has_changes:
-            click.echo("Nothing to apply.")
-            return 0
-        click.echo("")
-        result = workspace.apply_plan(s, p, sync=not no_sync, check_specs=check_specs, lock_timeout=lock_timeout,
-                                      progress=_progress)
+            click.echo("")
+            result = workspace.apply_plan(s, p, sync=not no_sync, progress=_progress, lock=lock)
         return _report(result, p)
 
 
@@ -281,12 +288,12 @@ def destroy(ctx: click.Context, name: str, auto_approve: bool) -> int:
     """Stop and forget NAME. Synced records stay in both apps."""
     from engine import workspace
 
-    with _session(ctx) as s:
+    with _session(ctx) as s, workspace.locked(s, "destroy") as lock:
         p = workspace.destroy_plan(s, name)
         click.echo(_render(p, as_json=False, markdown=False, color=_color(ctx)), nl=False)
         if not auto_approve:
             _confirm(f"destroy {name}")
-        result = workspace.apply_plan(s, p, sync=False, operation="destroy")
+        result = workspace.apply_plan(s, p, sync=False, operation="destroy", lock=lock)
         return _report(result, p)
 
 

@@ -295,3 +295,19 @@ def test_library_front_door_apply_and_destroy(session, repo):
     workspace.apply(session, sync=False, refresh=False)
     assert workspace.destroy(session, "desk-bigin").ok
     assert session.store().list_deployed() == []
+
+
+def test_plan_and_apply_under_one_lock_keep_others_out_until_done(session):
+    from engine.state import open_store
+
+    other = open_store(session.state_url, base=session.root)
+    try:
+        with workspace.locked(session, "apply") as lock:
+            p = workspace.plan(session, refresh=False)
+            with pytest.raises(LockedError, match='running "apply"'):
+                other.acquire_lock("apply", timeout=0.05)  # another apply cannot land in between
+            assert workspace.apply_plan(session, p, sync=False, lock=lock).ok
+            assert session.store().lock_info().id == lock.id  # the caller's lock is kept
+        assert session.store().lock_info() is None
+    finally:
+        other.close()
