@@ -70,6 +70,8 @@ def where(path: tuple[Any, ...]) -> str:
 
 
 def _name(path: tuple[Any, ...]) -> str:
+    if path and isinstance(path[-1], int):
+        return f"each entry of {_name(path[:-1])}"
     for p in reversed(path):
         if isinstance(p, str):
             return p
