@@ -145,9 +145,19 @@ def _desired(session: Session, paths: Sequence[str]) -> dict[str, dict[str, Any]
 
 
 def _redactor(session: Session, desired: Mapping[str, Mapping[str, Any]]) -> Callable[[Any], Any]:
-    from engine.plan.redact import redactor, secret_values
+    from engine.plan.redact import redactor
 
-    return redactor(secret_values(_connections_of(session, desired), session.root))
+    return redactor(_secrets(session, _connections_of(session, desired)))
+
+
+def _secrets(session: Session, connections: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """Every value the plan must not contain: behind the connections' references, and named secrets
+    among the template variables and the environment."""
+    from engine.plan.redact import named_secrets, secret_values
+
+    var_files = [Path(v) if Path(v).is_absolute() else session.root / v for v in session.var_files]
+    return tuple(sorted(set(secret_values(connections, session.root))
+                        | set(named_secrets(session.variables, var_files=var_files))))
 
 
 def _connections_of(session: Session, desired: Mapping[str, Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -219,7 +229,7 @@ def _cached_desired(session: Session, paths: Sequence[str]) -> tuple[dict[str, d
     import json
 
     from engine.errors import Diagnostic
-    from engine.plan.redact import redactor, secret_values
+    from engine.plan.redact import redactor
 
     key = _specs_key(session, paths)
     cache = session.root / ".syncform" / "cache" / "specs.json"
@@ -227,7 +237,7 @@ def _cached_desired(session: Session, paths: Sequence[str]) -> tuple[dict[str, d
         try:
             data = json.loads(cache.read_text("utf-8"))
             if data.get("key") == key:
-                secrets = secret_values(data["connections"], session.root)
+                secrets = _secrets(session, data["connections"])
                 if data.get("secrets") == _secrets_digest(secrets):
                     session.warnings = tuple(Diagnostic(**d) for d in data.get("warnings", ()))
                     return data["desired"], redactor(secrets)
@@ -236,7 +246,7 @@ def _cached_desired(session: Session, paths: Sequence[str]) -> tuple[dict[str, d
     session.specs(paths, reload=True)  # the files differ from what the cache saw: never reuse an older load
     desired = _desired(session, paths)
     conns = _connections_of(session, desired)
-    secrets = secret_values(conns, session.root)
+    secrets = _secrets(session, conns)
     redact = redactor(secrets)
     desired = {name: redact(spec) for name, spec in desired.items()}
     if key is not None:

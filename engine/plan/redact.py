@@ -45,6 +45,36 @@ def secret_values(connections: Iterable[Mapping[str, Any]], root: str | Path = "
 _SECRET_KEY_JSON = re.compile(r'"[^"]*(?:' + "|".join(_SECRET_KEYS) + r')[^"]*"\s*:\s*"', re.IGNORECASE)
 
 
+def named_secrets(variables: Mapping[str, Any] = {}, environ: Mapping[str, str] | None = None,  # noqa: B006
+                  var_files: Iterable[str | Path] = ()) -> tuple[str, ...]:
+    """Values that are secret by their name (``*token*``, ``*secret*``, ``*password*``, ``*api_key*``):
+    template variables (``--var``, ``--var-file``) and environment variables. A template may put them
+    in a spec; they must still never reach a plan."""
+    found: set[str] = set()
+
+    def walk(key: str, value: Any) -> None:
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(str(k), v)
+        elif isinstance(value, str) and any(s in key.lower() for s in _SECRET_KEYS) and len(value) >= 8:
+            found.add(value)
+
+    for k, v in variables.items():
+        walk(str(k), v)
+    for path in var_files:
+        try:
+            import yaml
+
+            data = yaml.safe_load(Path(path).read_text("utf-8"))
+        except Exception:  # the spec loader reports unreadable variable files
+            continue
+        if isinstance(data, Mapping):
+            walk("", data)
+    for k, v in (os.environ if environ is None else environ).items():
+        walk(k, v)
+    return tuple(sorted(found))
+
+
 def redactor(values: Iterable[str]) -> "Any":
     secrets = tuple(sorted({v for v in values if v and len(v) >= _MIN_LEN}, key=len, reverse=True))
 

@@ -119,8 +119,10 @@ def test_no_secret_value_in_plan_state_or_output(run_cli, repo):
     # a spec that inlines a secret through a template variable: it must still never come out
     spec.write_text(spec.read_text().replace("description: Support and sales share one customer database",
                                              'description: "{{ note }}"'))
-    env = dict(SECRETS)
-    leak = ["--var", f"note=token {SECRETS['SF_TEST_DESK_REFRESH']}"]
+    env = {**SECRETS, "SOME_API_TOKEN": "unreferenced-token-31337"}
+    # a referenced secret through one variable, an unreferenced env secret through another
+    spec.write_text(spec.read_text().replace('description: "{{ note }}"', 'description: "{{ note }} {{ other }}"'))
+    leak = ["--var", f"note=token {SECRETS['SF_TEST_DESK_REFRESH']}", "--var", "other=unreferenced-token-31337"]
     outputs = []
     for args in (("plan", "--no-refresh"), ("plan", "--no-refresh", "--json"), ("plan", "--no-refresh", "--markdown"),
                  ("plan", "--no-refresh", "-out", "plans/p.json"), ("apply", "plans/p.json", "--no-sync"),
@@ -132,7 +134,7 @@ def test_no_secret_value_in_plan_state_or_output(run_cli, repo):
     kept = [p for p in (repo / ".syncform").rglob("*") if p.is_file()]  # state.db*, the specs cache
     assert any(p.name == "specs.json" for p in kept)
     blobs += [p.read_bytes() for p in kept]
-    for name, value in SECRETS.items():
+    for name, value in {**SECRETS, "SOME_API_TOKEN": "unreferenced-token-31337"}.items():
         for blob in blobs:
             assert value.encode() not in blob, name
     assert b"(sensitive)" in (repo / "plans" / "p.json").read_bytes()

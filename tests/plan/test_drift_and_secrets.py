@@ -106,3 +106,14 @@ def test_per_service_custom_fields_are_not_checked_against_the_module_catalog():
          "template": None, "default": False}]}]
     live, _ = _live({})
     assert make_plan(desired, deployed_of(desired), live=live).drift == ()
+
+
+def test_named_secrets_from_variables_var_files_and_environment(tmp_path):
+    from engine.plan.redact import named_secrets
+
+    vf = tmp_path / "prod.yaml"
+    vf.write_text("db:\n  password: hunter2-hunter2\nregion: eu-west-1-long\n")
+    found = named_secrets({"api_token": "tok-123456789", "team": "support-team-long"},
+                          environ={"BIGIN_REFRESH_TOKEN": "1000.abcdef123", "HOME": "/root/somewhere"},
+                          var_files=[vf])
+    assert found == ("1000.abcdef123", "hunter2-hunter2", "tok-123456789")
