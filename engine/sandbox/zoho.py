@@ -208,6 +208,9 @@ class ZohoApi:
         out["Modified_By"] = self._user_ref(d.get("_modified_by"))
         out["$approval_state"] = "approved"
         out["id"] = row.id
+        for f in mod.fields:  # the API answers every (requested) field, null when empty
+            if f.api_name not in out and (fields is None or f.api_name in fields):
+                out[f.api_name] = None
         if fields is not None:
             keep = set(fields) | {"id"}
             out = {k: v for k, v in out.items() if k in keep}

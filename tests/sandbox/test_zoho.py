@@ -393,3 +393,9 @@ def test_related_lists_of_a_record(client):
     assert [t["Subject"] for t in client.get(f"/bigin/v2/Accounts/{acc}/Tasks").json()["data"]] == ["Visit"]
     assert [c["id"] for c in client.get(f"/bigin/v2/Accounts/{acc}/Contacts").json()["data"]] == [cid]
     assert client.get(f"/bigin/v2/Contacts/{cid}/Pipelines").status_code == 204
+
+
+def test_requested_empty_fields_come_back_null(client):
+    create_many(client, "/crm/v8/Contacts", [{"Last_Name": "Sparse"}])
+    rec = client.get("/crm/v8/Contacts", params={"fields": "Last_Name,Phone,Account_Name"}).json()["data"][0]
+    assert rec["Phone"] is None and rec["Account_Name"] is None and rec["Last_Name"] == "Sparse"
