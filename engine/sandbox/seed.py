@@ -10,7 +10,8 @@ person whichever app asks. Seeding ``count`` records of a module fills slot ``j`
   person under another name (nickname) with another e-mail address and a differently formatted phone.
 
 Shared entries are written with small per-app variations now and then: the e-mail in other case or
-with surrounding spaces (where the app keeps spaces), the phone in another format. Created times
+with surrounding spaces (where the app keeps spaces), the phone in another format, another e-mail
+address (the phone still matches) or a nickname (the e-mail still matches). Created times
 spread over the last ~400 days, so that "created within the last year" filters have work to do.
 """
 
@@ -135,6 +136,11 @@ def _vary_person(app: str, seed: int, idx: int, p: dict[str, Any]) -> dict[str, 
         p["email"] = p["email"].upper() if r.random() < 0.5 else p["email"].capitalize()
     elif roll < 0.18 and app in SPACE_KEEPING:
         p["email"] = f" {p['email']} "
+    other = r.random()
+    if other < 0.05:  # another e-mail address here; the phone still matches
+        p["email"] = f"{p['first']}.{p['last']}{idx}@mail.example.org".lower()
+    elif other < 0.10 and p["first"] in NICK:  # a nickname here; the e-mail still matches
+        p["first"] = NICK[p["first"]]
     if r.random() < 0.25:
         d = p["digits"]
         p["phone"] = r.choice((f"({d[:3]}) {d[3:6]}-{d[6:]}", f"{d[:3]}.{d[3:6]}.{d[6:]}",
