@@ -18,7 +18,7 @@ def sandbox() -> None:
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
               help="TCP port; 0 picks a free one (printed).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--data", "data_dir", default=".syncform/sandbox", show_default=True, metavar="DIR",
+@click.option("--data", "data_dir", default=".syncform/sandbox/serve", show_default=True, metavar="DIR",
               help="Directory of the SQLite database (sandbox.db).")
 @click.option("--memory", is_flag=True, default=False, help="Keep data in memory only.")
 @click.option("--seed", "seed_count", type=click.IntRange(0, 100_000), default=0, metavar="N",
