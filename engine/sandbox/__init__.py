@@ -73,6 +73,15 @@ def make_server(host: str, port: int, data_dir: str | Path | None, *, quiet: boo
         daemon_threads = True
         allow_reuse_address = True
 
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            # a client that went away (timeouts, Ctrl-C) is not an error worth a traceback
+            import sys
+
+            exc = sys.exc_info()[1]
+            if quiet or isinstance(exc, (ConnectionError, TimeoutError)):
+                return
+            super().handle_error(request, client_address)
+
     class Handler(WSGIRequestHandler):
         def log_request(self, code: Any = "-", size: Any = "-") -> None:
             if not quiet:
