@@ -399,3 +399,18 @@ def test_requested_empty_fields_come_back_null(client):
     create_many(client, "/crm/v8/Contacts", [{"Last_Name": "Sparse"}])
     rec = client.get("/crm/v8/Contacts", params={"fields": "Last_Name,Phone,Account_Name"}).json()["data"][0]
     assert rec["Phone"] is None and rec["Account_Name"] is None and rec["Last_Name"] == "Sparse"
+
+
+def test_page_token_expires_after_a_day(client, clock):
+    from tests.sandbox.conftest import authorize
+
+    create_many(client, "/bigin/v2/Contacts", contacts(3))
+    r = client.get("/bigin/v2/Contacts", params={"fields": "Email", "per_page": 1})
+    token = r.json()["info"]["next_page_token"]
+    assert r.json()["info"]["page_token_expiry"] == "2026-03-03T09:30:00+00:00"
+    assert client.get("/bigin/v2/Contacts", params={"fields": "Email", "per_page": 1,
+                                                    "page_token": token}).status_code == 200
+    clock.advance(hours=25)
+    authorize(client)
+    r = client.get("/bigin/v2/Contacts", params={"fields": "Email", "per_page": 1, "page_token": token})
+    assert r.status_code == 400 and r.json()["code"] == "EXPIRED_VALUE"
