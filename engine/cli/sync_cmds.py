@@ -209,6 +209,8 @@ def retry(ctx: click.Context, args: tuple[str, ...], all_: bool) -> int:
         names = {d.name for d in store.list_deployed()}
         name = args[0] if args and args[0] in names else None
         ids = list(args[1:] if name else args)
+        if all_ and ids:  # "retry NAME --all" with a NAME that is not deployed
+            deployed_integrations(store, ids[0])
         if not all_ and not ids:
             raise UsageError("retry: name failure ids (from syncform failures) or pass --all")
         integrations = deployed_integrations(store, name)

@@ -60,7 +60,7 @@ def test_killed_run_resumes_without_duplicates(served, tmp_path):
     from engine.state.base import Deployed
 
     conns = [Connection(name="bigin", app="bigin", sandbox=SandboxOptions(), base_url=served),
-             Connection(name="crm", app="zoho_crm", sandbox=SandboxOptions(), base_url=served)]
+             Connection(name="crm", app="zoho_crm", sandbox=SandboxOptions(), base_url=served, max_concurrency=2)]
     mod = Module(name="contacts", left="Contacts", right="Contacts", direction="left-to-right",
                  match=(MatchKey("Email", "Email"),), fields=tuple(FieldMap((f,), (f,)) for f in FIELDS))
     integ = Integration(name="bigin-crm", left=IntegrationSide("bigin", "bigin"),
@@ -80,22 +80,31 @@ def test_killed_run_resumes_without_duplicates(served, tmp_path):
     assert "@ex.com" in r.stdout and "p1@ex.com" not in r.stdout and "p***@ex.com" in r.stdout
     with open_client(conns[1], workdir=tmp_path) as crm:
         assert sum(len(p) for p in crm.list_changed("Contacts", None, fields=FIELDS)) == 0
-    # slow the writes down so that the kill lands mid-run
-    httpx.post(f"{served}/_sandbox/faults", json={"latency_ms": 120}).raise_for_status()
-    for delay in (1.5, 2.5):
+    # slow the writes down, then kill the run (SIGKILL) as soon as some of its create batches landed
+    httpx.post(f"{served}/_sandbox/faults", json={"latency_ms": 150}).raise_for_status()
+
+    def written() -> int:
+        stats = httpx.get(f"{served}/_sandbox/stats").json()
+        return stats["records_written"].get("zoho_crm", {}).get("Contacts", {}).get("create", 0)
+
+    kills = 0
+    for step in (100, 100):
+        start = written()
         proc = subprocess.Popen([sys.executable, "-m", "engine", "--state", f"sqlite:///{tmp_path}/state.db",
                                  "sync", "bigin-crm"], cwd=tmp_path, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and written() < start + step and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
         proc.wait()
+    assert kills >= 1
     httpx.post(f"{served}/_sandbox/faults", json={}).raise_for_status()
     with open_client(conns[1], workdir=tmp_path) as crm:
         landed = sum(len(p) for p in crm.list_changed("Contacts", None, fields=FIELDS))
-    store = open_store(f"sqlite:///{tmp_path}/state.db")
-    pending = store.journal_pending("bigin-crm")
-    store.close()
-    print("landed before rerun:", landed, "pending journal entries:", len(pending))
+    assert 0 < landed < n  # the kills did land mid-run
     r = cli(tmp_path, "sync", "bigin-crm")
     assert r.returncode == 0, r.stderr
     with open_client(conns[1], workdir=tmp_path) as crm:
