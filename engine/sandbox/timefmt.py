@@ -14,7 +14,13 @@ def to_db(dt: datetime) -> str:
 
 
 def from_db(s: str) -> datetime:
-    return datetime.strptime(s, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    try:
+        return datetime.strptime(s, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    except ValueError:  # tolerate an ISO value stored by an older sandbox
+        dt = parse_iso(s)
+        if dt is None:
+            raise
+        return dt
 
 
 def zoho(s: str | datetime) -> str:
