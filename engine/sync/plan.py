@@ -53,15 +53,6 @@ class Op:
         return other(self.target) if self.kind in ("create", "update", "link") else self.target
 
 
-@dataclass(frozen=True, slots=True)
-class ModulePlan:
-    module: str
-    ops: tuple[Op, ...]
-
-    def count(self, kind: str, target: str | None = None) -> int:
-        return sum(1 for o in self.ops if o.kind == kind and (target is None or o.target == target))
-
-
 # --- matching -----------------------------------------------------------------------------------------
 
 class MatchIndex:

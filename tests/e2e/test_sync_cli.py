@@ -121,3 +121,55 @@ def test_killed_run_resumes_without_duplicates(served, tmp_path):
     assert r.returncode == 0 and "No failed records." in r.stdout
     r = cli(tmp_path, "sync", "nope")
     assert r.returncode == 1 and 'no deployed integration "nope"' in r.stderr
+
+
+def test_failures_retry_and_slots_commands(served, tmp_path):
+    from datetime import date, timedelta
+
+    from engine.apps.registry import open_client
+    from engine.spec.model import Calendar
+    from engine.spec.serialize import deployed_spec
+    from engine.state import open_store
+    from engine.state.base import Deployed
+
+    conns = [Connection(name="bigin", app="bigin", sandbox=SandboxOptions(), base_url=served),
+             Connection(name="crm", app="zoho_crm", sandbox=SandboxOptions(), base_url=served),
+             Connection(name="bk", app="zoho_bookings", sandbox=SandboxOptions(), base_url=served)]
+    mod = Module(name="contacts", left="Contacts", right="Contacts", direction="left-to-right",
+                 match=(MatchKey("Email", "Email"),), fields=tuple(FieldMap((f,), (f,)) for f in FIELDS))
+    integ = Integration(name="bigin-crm", left=IntegrationSide("bigin", "bigin"),
+                        right=IntegrationSide("zoho_crm", "crm"), modules=(mod,))
+    appts = Module(name="appointments", left="appointments", right="Events", direction="left-to-right",
+                   fields=(FieldMap(("service_name",), ("Event_Title",)),), calendar=Calendar())
+    bk = Integration(name="bookings-bigin", left=IntegrationSide("zoho_bookings", "bk"),
+                     right=IntegrationSide("bigin", "bigin"), modules=(appts,))
+    store = open_store(f"sqlite:///{tmp_path}/state.db")
+    store.put_deployed(Deployed(name="bigin-crm", spec=deployed_spec(integ, conns), spec_hash="e2e"))
+    store.put_deployed(Deployed(name="bookings-bigin", spec=deployed_spec(bk, conns), spec_hash="e2e"))
+    store.close()
+    with open_client(conns[0], workdir=tmp_path) as bigin:
+        bigin.create_many("Contacts", [{"Last_Name": "Ok", "Email": "ok@ex.com"},
+                                       {"Last_Name": "REJECTME", "Email": "no@ex.com"}])
+    httpx.post(f"{served}/_sandbox/faults",
+               json={"reject": [{"app": "zoho_crm", "field": "Last_Name", "value": "REJECTME"}]}).raise_for_status()
+    r = cli(tmp_path, "sync", "bigin-crm")
+    assert r.returncode == 0, r.stderr
+    r = cli(tmp_path, "failures", "bigin-crm", "--json")
+    (f,) = json.loads(r.stdout)
+    assert (f["code"], f["app_code"], f["side"]) == ("REJECTED_BY_APP", "INVALID_DATA", "left")
+    r = cli(tmp_path, "failures")
+    assert "REJECTED_BY_APP (INVALID_DATA)" in r.stdout and "retry with" in r.stdout
+    httpx.post(f"{served}/_sandbox/faults", json={}).raise_for_status()
+    r = cli(tmp_path, "retry", "bigin-crm", str(f["id"]))
+    assert r.returncode == 0 and "0 failed record(s) remain." in r.stdout, r.stdout + r.stderr
+    r = cli(tmp_path, "retry", "nope", "--all")
+    assert r.returncode == 1 and "nope" in r.stderr
+    httpx.post(f"{served}/_sandbox/seed", json={"app": "zoho_bookings", "count": 3}).raise_for_status()
+    day = (date.today() + timedelta(days=2)).isoformat()
+    r = cli(tmp_path, "slots", "--integration", "bookings-bigin", "--service", "Consultation",
+            "--staff", "Dr. Asha Rao", "--date", day, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["slots"]
+    r = cli(tmp_path, "slots", "--integration", "bookings-bigin", "--service", "Consultation",
+            "--staff", "Dr. Asha Rao", "--date", "someday")
+    assert r.returncode == 1 and "--date" in r.stderr
