@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from engine.catalog import AppCatalog, ModuleCatalog
-from engine.sandbox import catalogs, timefmt
+from engine.sandbox import timefmt
 from engine.sandbox.store import ID_BASE, Row, Store
 
 
@@ -137,7 +137,9 @@ class Context:
 
     # catalogs -----------------------------------------------------------------------------------
     def catalog(self, app: str) -> AppCatalog:
-        return self.catalog_overrides.get(app) or catalogs.load(app)
+        from engine.catalog import catalog
+
+        return self.catalog_overrides.get(app) or catalog(app)
 
     def module(self, app: str, name: str) -> ModuleCatalog | None:
         return self.catalog(app).module(name)
