@@ -227,6 +227,14 @@ class Proxy:
                                                   if k.lower() in ("content-type", "retry-after")}, up.content
                 if proxy.mutate is not None:
                     changed = proxy.mutate(self.command, path.split("?")[0], status, rh, rb)
+                    if changed == "reset":  # drop the connection without an answer (the request landed)
+                        proxy.corrupted += 1
+                        proxy.seen.append((self.command, path.split("?")[0], 0))
+                        self.close_connection = True
+                        import socket as _socket
+
+                        self.connection.shutdown(_socket.SHUT_RDWR)
+                        return
                     if changed is not None:
                         proxy.corrupted += 1
                         status, rh, rb = changed

@@ -1,0 +1,309 @@
+"""Fault matrix: `syncform sync` through the real CLI against the loopback sandbox while it answers 429
+bursts, 5xx, timeouts (504 after a wait), drops connections, dies, revokes the token, sends malformed
+JSON or the wrong envelope, rejects single records, or half-accepts a batch.
+
+Every run ends either in the correct data (read back from the sandbox) or in a precise, typed error
+(exit 1, `Error: ...`, no traceback) with the failure in the failure log or history; a later run
+without the fault converges, never losing or duplicating a record.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.reliability.conftest import (LONG, by_email, cli, count, integrity_ok, no_traceback, people, spawn,
+                                        state_path, write_specs)
+
+N_LEFT, N_RIGHT = 220, 80
+
+
+def setup(workdir: Path, served, base: str | None = None, **spec) -> dict:
+    write_specs(workdir, base or served.base, **spec)
+    res = cli(workdir, "apply", "--auto-approve", "--no-sync", "--no-refresh")
+    assert res.returncode == 0, res.stdout + res.stderr
+    left, right = people("Lf", N_LEFT), people("Rt", N_RIGHT)
+    served.create("bigin", left)
+    served.create("zoho_crm", right)
+    return by_email(left + right)
+
+
+def assert_converged(served, expected: dict) -> None:
+    assert by_email(served.records("bigin")) == expected
+    assert by_email(served.records("zoho_crm")) == expected
+
+
+def sync(workdir: Path, *extra: str):
+    res = cli(workdir, "sync", "bigin-crm", *extra)
+    no_traceback(res)
+    return res
+
+
+def open_failures(workdir: Path) -> list[tuple]:
+    with sqlite3.connect(state_path(workdir)) as db:
+        return db.execute("SELECT side, record_id, code, app_code, message FROM failures WHERE resolved = 0").fetchall()
+
+
+def last_runs(workdir: Path) -> list[dict]:
+    res = cli(workdir, "history", "bigin-crm", "--json")
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+@pytest.mark.parametrize("faults", [
+    {"rate_429": 0.3, "seed": 1},
+    {"rate_5xx": 0.3, "seed": 2},
+    {"timeout_rate": 0.25, "timeout_ms": 200, "seed": 3},
+    {"max_concurrency": 1, "latency_ms": 20, "rate_429": 0.1, "seed": 4},
+    {"expire_tokens": True, "rate_5xx": 0.1, "seed": 5},
+], ids=["429-burst", "5xx", "timeout-504", "concurrency-429", "token-expired"])
+def test_transient_faults_end_in_the_correct_data(served, tmp_path, faults):
+    expected = setup(tmp_path, served)
+    served.faults(faults)
+    res = sync(tmp_path)
+    injected = sum(served.stats()["faults"].values())
+    served.faults({})
+    count("faults injected", injected)
+    assert injected > 0, "the fault never fired: the test would prove nothing"
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert_converged(served, expected)
+    assert open_failures(tmp_path) == []
+    integrity_ok(tmp_path)
+
+
+def test_connection_resets_then_correct_data_on_rerun(served, proxy, tmp_path):
+    """Every 3rd write lands but its connection drops before the answer: the run reports it, the
+    journal keeps the creates pending, and the rerun links them instead of creating them again."""
+    expected = setup(tmp_path, served, base=proxy.base)
+    writes = {"n": 0}
+
+    def drop(method, path, status, headers, body):
+        if method in ("POST", "PUT") and "/Contacts" in path and not path.startswith("/oauth"):
+            writes["n"] += 1
+            if writes["n"] % 3 == 0:
+                return "reset"
+        return None
+
+    proxy.mutate = drop
+    res = sync(tmp_path)
+    proxy.mutate = None
+    count("faults injected", proxy.corrupted)
+    assert proxy.corrupted > 0
+    # the client retries a dropped connection; the retried create may meet its own first attempt
+    res2 = sync(tmp_path)
+    assert res2.returncode == 0, res2.stdout + res2.stderr
+    assert_converged(served, expected)
+    assert open_failures(tmp_path) == []
+    integrity_ok(tmp_path)
+    print(res.stdout, res.stderr)
+
+
+@pytest.mark.parametrize("outage_s", [1.0, pytest.param(None, marks=pytest.mark.skipif(
+    not LONG, reason="the whole retry budget (~20 s); SYNCFORM_RELIABILITY_LONG=1"))], ids=["blip", "outage"])
+def test_sandbox_killed_mid_run_is_a_clear_error_then_rerun_converges(served, tmp_path, outage_s):
+    """The server dies mid-run (connections reset, then refused). Back within the retry budget, the
+    run just finishes; gone for good, the run ends in a clear error; either way the rerun converges."""
+    expected = setup(tmp_path, served)
+    served.faults({"latency_ms": 80})
+    proc = spawn(tmp_path, "sync", "bigin-crm")
+    time.sleep(1.2)
+    served.kill()  # connection refused / reset from here on
+    if outage_s is not None:
+        time.sleep(outage_s)
+        served.start()
+    out, err = proc.communicate(timeout=240)
+    print(out, err)
+    no_traceback((out, err))
+    count("faults injected", 1)
+    if proc.returncode != 0:
+        assert "Error:" in err or "failed" in out, out + err
+        assert any(w in (out + err).lower() for w in ("connect", "unreachable", "refused", "reset")), out + err
+    if outage_s is None:
+        assert proc.returncode == 1, out + err
+        served.start()
+    res = sync(tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert_converged(served, expected)
+    integrity_ok(tmp_path)
+
+
+@pytest.mark.parametrize("after", [2, pytest.param(5, marks=pytest.mark.xfail(strict=True, reason=(
+    "BUG-2: an AuthError raised by a write batch is turned into per-record failures coded REJECTED_BY_APP "
+    "(app code invalid_code); the module ends 'ok' and `sync` exits 0 although the credentials are revoked")))],
+    ids=["during-reads", "during-writes"])
+def test_token_revoked_mid_run_is_a_typed_error_and_recorded(served, proxy, tmp_path, after):
+    """The refresh token is revoked (and every access token expired) after the N-th API call: the run
+    stops with the token endpoint's refusal named, exit 1, history records the failure, and nothing
+    written so far is doubled or orphaned."""
+    setup(tmp_path, served, base=proxy.base)
+    calls = {"n": 0}
+
+    def revoke_after(method, path, status, headers, body):
+        if not path.startswith("/oauth"):
+            calls["n"] += 1
+            if calls["n"] == after:
+                served.revoke_refresh_token()
+                served.faults({"expire_tokens": True})
+        return None
+
+    proxy.mutate = revoke_after
+    res = sync(tmp_path)
+    proxy.mutate = None
+    count("faults injected", 1)
+    text = res.stdout + res.stderr
+    assert res.returncode == 1, text
+    assert "refresh token" in text.lower() and "invalid_code" in text, text
+    assert "sandbox-refresh" not in text  # the token itself is never shown
+    runs = last_runs(tmp_path)
+    assert any(r["status"] == "failed" for r in runs), runs
+    integrity_ok(tmp_path)
+    with sqlite3.connect(state_path(tmp_path)) as db:
+        assert db.execute("SELECT COUNT(*) FROM lock").fetchone()[0] == 0  # released on the way out
+    served.stop()  # the judge reads with a fresh server: revocations live in the server's memory
+    served.start()
+    # nothing already written is doubled: every CRM contact is unique, every Bigin contact too
+    by_email(served.records("bigin"))
+    by_email(served.records("zoho_crm"))
+
+
+MALFORMED = {
+    "not-json": lambda st, body: (200, {"content-type": "application/json"}, b'{"data": [ {"id": '),
+    "html-error-page": lambda st, body: (200, {"content-type": "text/html"}, b"<html><body>Bad gateway</body></html>"),
+    "wrong-envelope": lambda st, body: (200, {"content-type": "application/json"}, b'{"records": [], "more": false}'),
+    "data-not-a-list": lambda st, body: (200, {"content-type": "application/json"}, b'{"data": "oops", "info": {}}'),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(MALFORMED))
+def test_malformed_list_answers_are_protocol_errors(served, proxy, tmp_path, kind):
+    expected = setup(tmp_path, served, base=proxy.base)
+    make = MALFORMED[kind]
+
+    def corrupt(method, path, status, headers, body):
+        if method == "GET" and path == "/crm/v8/Contacts":
+            return make(status, body)
+        return None
+
+    proxy.mutate = corrupt
+    res = sync(tmp_path)
+    proxy.mutate = None
+    count("faults injected", proxy.corrupted)
+    assert proxy.corrupted > 0
+    assert res.returncode == 1, res.stdout + res.stderr
+    text = res.stdout + res.stderr
+    assert "zoho_crm" in text or "Contacts" in text, text
+    assert any(w in text.lower() for w in ("json", "envelope", "shape", "unexpected", "protocol", "malformed")), text
+    runs = last_runs(tmp_path)
+    assert any(r["status"] == "failed" for r in runs), runs
+    assert by_email(served.records("zoho_crm"))  # nothing doubled
+    res = sync(tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert_converged(served, expected)
+
+
+def test_a_write_answer_with_the_wrong_shape_loses_nothing(served, proxy, tmp_path):
+    """The batch lands but its answer is garbled (results missing): the run must not believe it failed
+    nor that it succeeded blindly; the rerun finds the landed records instead of creating them again."""
+    expected = setup(tmp_path, served, base=proxy.base)
+
+    def corrupt(method, path, status, headers, body):
+        if method == "POST" and path == "/crm/v8/Contacts":
+            doc = json.loads(body)
+            doc["data"] = doc["data"][: len(doc["data"]) // 2]  # half the per-record results vanish
+            return status, headers, json.dumps(doc).encode()
+        return None
+
+    proxy.mutate = corrupt
+    res = sync(tmp_path)
+    proxy.mutate = None
+    count("faults injected", proxy.corrupted)
+    assert proxy.corrupted > 0
+    res = sync(tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert_converged(served, expected)
+    assert open_failures(tmp_path) == []
+
+
+def test_per_record_rejections_are_logged_and_retry_heals_them(served, tmp_path):
+    expected = setup(tmp_path, served)
+    served.faults({"reject": [{"app": "zoho_crm", "module": "Contacts", "every_nth": 9, "code": "RECORD_LOCKED"}]})
+    res = sync(tmp_path)
+    rejected = served.stats()["faults"].get("rejected", 0)
+    served.faults({})
+    count("faults injected", rejected)
+    assert rejected > 0
+    assert res.returncode in (0, 1), res.stderr
+    fails = open_failures(tmp_path)
+    assert 0 < len(fails) <= rejected, (len(fails), rejected)  # a rejection may succeed on its in-run retry
+    assert {f[2] for f in fails} == {"REJECTED_BY_APP"} and {f[3] for f in fails} == {"RECORD_LOCKED"}
+    shown = cli(tmp_path, "failures", "bigin-crm")
+    assert shown.returncode == 0 and "RECORD_LOCKED" in shown.stdout, shown.stdout
+    # every record is either in CRM or in the failure log: none silently lost
+    crm = by_email(served.records("zoho_crm"))
+    assert len(crm) + len(fails) == len(expected)
+    healed = cli(tmp_path, "retry", "bigin-crm", "--all")
+    no_traceback(healed)
+    assert healed.returncode == 0, healed.stdout + healed.stderr
+    assert_converged(served, expected)
+    assert open_failures(tmp_path) == []
+
+
+def test_a_batch_that_half_succeeds(served, tmp_path):
+    """Records whose e-mail the app rejects come back 207 inside their batch: the others land, each
+    rejected one is in the failure log with the app's code and field; nothing else is touched."""
+    expected = setup(tmp_path, served)
+    bad = sorted(e for e in expected if e.startswith("lf"))[::2][:50]
+    served.faults({"reject": [{"app": "zoho_crm", "module": "Contacts", "field": "Email", "value": e,
+                               "code": "INVALID_DATA"} for e in bad]})
+    res = sync(tmp_path)
+    served.faults({})
+    count("faults injected", len(bad))
+    assert res.returncode in (0, 1), res.stderr
+    crm = by_email(served.records("zoho_crm"))
+    assert set(bad).isdisjoint(crm)
+    assert set(expected) - set(bad) == set(crm)
+    fails = open_failures(tmp_path)
+    assert len(fails) == len(bad) and {f[3] for f in fails} == {"INVALID_DATA"}, fails[:3]
+    runs = last_runs(tmp_path)
+    assert sum(r["failed"] for r in runs) == len(bad), runs
+    assert sum(r["created"] for r in runs if r["direction"] == "left-to-right") == N_LEFT - len(bad)
+    healed = cli(tmp_path, "retry", "bigin-crm", "--all")
+    assert healed.returncode == 0, healed.stdout + healed.stderr
+    assert_converged(served, expected)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG-1: engine/apps/http.py retries a POST create after the connection "
+                   "dropped post-send (ReadError/RemoteProtocolError/ReadTimeout): the landed batch is created "
+                   "twice, reported 'created 150', no failure; the journal cannot find records without match-key values")
+def test_a_dropped_create_is_not_repeated_for_records_without_a_unique_key(served, proxy, tmp_path):
+    """A create whose answer is lost (connection reset after the request landed) must not be sent
+    blindly again: for records the app has no unique constraint on (no e-mail), a second POST is a
+    silent duplicate in the customer's CRM."""
+    write_specs(tmp_path, proxy.base, direction="left-to-right")
+    res = cli(tmp_path, "apply", "--auto-approve", "--no-sync", "--no-refresh")
+    assert res.returncode == 0, res.stderr
+    rows = [{k: v for k, v in r.items() if k != "Email"} for r in people("NoMail", 150)]
+    served.create("bigin", rows)
+    posts = {"n": 0}
+
+    def drop(method, path, status, headers, body):
+        if method == "POST" and path == "/crm/v8/Contacts":
+            posts["n"] += 1
+            if posts["n"] == 1:
+                return "reset"
+        return None
+
+    proxy.mutate = drop
+    first = sync(tmp_path)
+    proxy.mutate = None
+    count("faults injected", proxy.corrupted)
+    second = sync(tmp_path)
+    assert second.returncode == 0, second.stdout + second.stderr
+    names = [r["Last_Name"] for r in served.records("zoho_crm")]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    assert not dupes, f"{len(names) - len(set(names))} duplicates in CRM, e.g. {dupes[:3]}; first run: {first.stdout}"
+    assert sorted(set(names)) == sorted(r["Last_Name"] for r in rows)
