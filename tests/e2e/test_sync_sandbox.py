@@ -47,10 +47,11 @@ class Env:
                       "crm": Connection(name="crm", app="zoho_crm", sandbox=SandboxOptions())}
         # one clock for both apps and the engine: the sandbox stamps Modified_Time with it
         self.apps = {k: SandboxApp(str(tmp_path / f"{k}.db"), clock=self.clock) for k in self.conns}
+        no_wait = {"sleep": lambda seconds: None}  # the clients' retry back-off, without the waiting
         self.left = open_client(self.conns["bigin"], workdir=tmp_path,
-                                transport=httpx.WSGITransport(app=self.apps["bigin"]))
+                                transport=httpx.WSGITransport(app=self.apps["bigin"]), **no_wait)
         self.right = open_client(self.conns["crm"], workdir=tmp_path,
-                                 transport=httpx.WSGITransport(app=self.apps["crm"]))
+                                 transport=httpx.WSGITransport(app=self.apps["crm"]), **no_wait)
         self.store = open_store(f"sqlite:///{tmp_path}/state.db")
 
     def clock(self) -> datetime:
