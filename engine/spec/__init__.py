@@ -50,6 +50,7 @@ def check_workspace(paths: Iterable[str | os.PathLike[str]] = (), *, variables: 
     integrations = []
     connections = []
     shown_files = []
+    broken: set[str] = set()
     for f in files:
         shown = loader.display_path(f, base)
         shown_files.append(shown)
@@ -60,13 +61,17 @@ def check_workspace(paths: Iterable[str | os.PathLike[str]] = (), *, variables: 
                 continue
             kind, d = schema.validate_document(doc)
             diags += d
+            if kind == "Connection" and d:  # reported once, not again by each integration using it
+                name = (doc.value.get("metadata") or {}).get("name") if isinstance(doc.value, dict) else None
+                if isinstance(name, str):
+                    broken.add(name)
             if kind is None or d:
                 continue
             if kind == "Integration":
                 integrations.append(build.build_integration(doc, diags))
             else:
                 connections.append((build.build_connection(doc), doc))
-    diags += semantic.check(integrations, connections)
+    diags += semantic.check(integrations, connections, broken_connections=broken)
     ws = Workspace(
         integrations=tuple(sorted((i for i, _ in integrations), key=lambda i: i.name)),
         connections=tuple(sorted((c for c, _ in connections), key=lambda c: c.name)),
