@@ -193,6 +193,10 @@ def build_module(doc: Document, path: tuple[Any, ...], raw: dict[str, Any], left
     )
 
 
+def _int_or_none(v: Any) -> int | None:
+    return None if v is None else int(v)
+
+
 def build_integration(doc: Document, diags: list[Diagnostic]) -> tuple[Integration, Origin]:
     v = doc.value
     spec = v["spec"]
@@ -206,7 +210,7 @@ def build_integration(doc: Document, diags: list[Diagnostic]) -> tuple[Integrati
     integ = Integration(
         name=v["metadata"]["name"], left=left, right=right, modules=modules,
         description=str(v["metadata"].get("description", "")), owner=spec.get("owner"),
-        paused=bool(spec.get("paused", False)), max_deletes=(spec.get("guards") or {}).get("max_deletes"),
+        paused=bool(spec.get("paused", False)), max_deletes=_int_or_none((spec.get("guards") or {}).get("max_deletes")),
         history_days=int(spec.get("history_days", 7)), mark=doc.at(("metadata", "name")),
     )
     return integ, origin
