@@ -279,3 +279,16 @@ def test_a_writer_stuck_behind_another_transaction_gives_up_transiently(pg_schem
     finally:
         a.close()
         b.close()
+
+
+def test_without_psycopg_the_error_says_what_to_install():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['psycopg'] = None\n"
+            "from engine.state import open_store\n"
+            "from engine.errors import StateError\n"
+            "try:\n    open_store('postgresql://ci:hunter2@127.0.0.1:1/state')\n"
+            "except StateError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "pip install 'syncform[postgres]'" in out and "hunter2" not in out
