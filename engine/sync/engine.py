@@ -303,13 +303,14 @@ class ModuleRun:
     def run(self) -> None:
         ex = self.ex = Executor(self)
         try:
+            if not self.r.dry_run:
+                self.start_history()
             if self.error is not None:
                 raise self.error
             if not self.r.dry_run:
-                self.start_history()
                 self.resolve_journal()
             ops = list(self.delete_ops) if self.r.retry is None else []
-            if self.r.halt_deletes:
+            if self.r.halt_deletes and any(o.kind == "delete" for o in ops):
                 ops = [o for o in ops if o.kind != "delete"]
                 self.rep.status = "halted"
                 self.rep.message = self.r.report.message
@@ -360,11 +361,13 @@ class ModuleRun:
         self.retry_failures(right, "right")
         rlinks = self.store.get_links(self.name, self.module.name, side="right", ids=list(right) + list(older))
         index = {"left": MatchIndex(self.m, "left"), "right": MatchIndex(self.m, "right")}
+        # linked records are indexed too: a new record matching one is ALREADY_LINKED, never a duplicate
+        unlinked_right = False
         for rid, rec in _chain(right.items(), older.items()):
-            if rid not in rlinks:
-                index["right"].add(rec)
+            index["right"].add(rec)
+            unlinked_right = unlinked_right or rid not in rlinks
         older.clear()
-        unlinked_right = bool(index["right"].records) and bool(self.module.match)
+        unlinked_right = unlinked_right and bool(self.module.match)
         links: dict[str, dict[str, Link]] = {"left": {}, "right": dict(rlinks)}
         inp = PlanInput(mapper=self.m, changed={"left": {}, "right": right}, links=links, index=index,
                         deleted=deleted_ids, initial=full)
@@ -387,8 +390,8 @@ class ModuleRun:
             llinks = self.store.get_links(self.name, self.module.name, side="left", ids=[r.id for r in page])
             if unlinked_right:  # only unlinked right records can still match a left one: else keep memory flat
                 for rec in page:
-                    if rec.id not in llinks:
-                        index["left"].add(rec)
+                    index["left"].add(rec)
+                links["left"].update(llinks)
             page = [r for r in page if floor is None or r.created is None or r.created >= floor]
             recs = {rec.id: rec for rec in page}
             links["left"].update({k: v for k, v in llinks.items() if k in recs})

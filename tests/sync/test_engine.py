@@ -363,3 +363,18 @@ def test_initial_sync_links_recent_records_to_old_twins_instead_of_duplicating(s
     rep = sync()
     assert len(right.all("Contacts")) == 2 and len(left.all("contacts")) == 2
     assert store.count_links("desk-bigin", "contacts") == 1 and rep.total("created") == 0
+
+
+def test_full_resync_rewrites_nothing_and_links_stay(sync, apps, store):
+    left, right = apps
+    seed(left, "contacts", 300, desk)
+    seed(right, "Contacts", 100, bigin, start=1000)
+    sync()
+    rep = sync(full=True)
+    assert rep.writes == 0 and rep.total("failed") == 0 and rep.total("linked") == 0
+    assert store.list_failures("desk-bigin") == []
+    # a new record with the key of an already linked one is ALREADY_LINKED, not a duplicate
+    left.put("contacts", {**desk(1000), "firstName": "Twin"})
+    rep = sync(full=True)
+    assert [f.code for f in store.list_failures("desk-bigin")] == ["ALREADY_LINKED"]
+    assert len(right.all("Contacts")) == 400
