@@ -34,6 +34,45 @@ def drop_schema(url: str, schema: str) -> None:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+_CREATED: set[tuple[str, str]] = set()  # (server URL, schema) made by open_test_store, dropped at the end
+
+
+def open_test_store(tmp_path, clock):
+    """A PostgreSQL store on a schema of its own per test directory (the same schema when opened again in
+    the same test), for tests/state/conftest.py's STORES; skips, saying how to run, without a server."""
+    import hashlib
+
+    url = server_url()
+    if not url:
+        pytest.skip(HOW)
+    pytest.importorskip("psycopg", reason="psycopg is not installed: pip install -e '.[test]'")
+    from engine.state import open_store
+
+    schema = "t_" + hashlib.sha1(str(tmp_path).encode()).hexdigest()[:16]
+    if (url, schema) not in _CREATED:
+        drop_schema(url, schema)  # left by an earlier session that used the same directory name
+        if not _CREATED:
+            import atexit
+
+            atexit.register(_drop_created)
+        _CREATED.add((url, schema))
+    return open_store(with_schema(url, schema), clock=clock)
+
+
+def _drop_created() -> None:
+    import psycopg
+
+    for url in sorted({u for u, _ in _CREATED}):
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                for u, schema in sorted(_CREATED):
+                    if u == url:
+                        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        except Exception:
+            pass
+    _CREATED.clear()
+
+
 @pytest.fixture
 def pg_url() -> str:
     url = server_url()
