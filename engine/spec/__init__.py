@@ -62,7 +62,8 @@ def check_workspace(paths: Iterable[str | os.PathLike[str]] = (), *, variables: 
             kind, d = schema.validate_document(doc)
             diags += d
             if kind == "Connection" and d:  # reported once, not again by each integration using it
-                name = (doc.value.get("metadata") or {}).get("name") if isinstance(doc.value, dict) else None
+                meta = doc.get(("metadata",))
+                name = meta.get("name") if isinstance(meta, dict) else None
                 if isinstance(name, str):
                     broken.add(name)
             if kind is None or d:

@@ -18,7 +18,6 @@ from engine.spec.model import (
     FieldMap,
     Integration,
     IntegrationSide,
-    Mark,
     MatchKey,
     Module,
     ModuleFilter,
@@ -46,10 +45,6 @@ def _names(v: Any) -> tuple[str, ...]:
     if isinstance(v, list):
         return tuple(str(x) for x in v)
     return (str(v),)
-
-
-def _flip(direction: str) -> str:
-    return {"left-to-right": "right-to-left", "right-to-left": "left-to-right"}.get(direction, direction)
 
 
 def build_field(doc: Document, path: tuple[Any, ...], raw: dict[str, Any], module_direction: str,
@@ -239,7 +234,3 @@ def build_connection(doc: Document) -> Connection:
         max_concurrency=int(spec.get("max_concurrency", 10)),
         description=str(v["metadata"].get("description", "")), mark=doc.at(("metadata", "name")),
     )
-
-
-def mark_of(doc: Document, path: tuple[Any, ...]) -> Mark:
-    return doc.at(path)

@@ -23,10 +23,6 @@ from engine.spec.build import Origin, writes
 from engine.spec.loader import Document
 from engine.spec.model import Connection, FieldMap, Integration, Mark, Module
 
-SEED_MODULE_WORDS = {"zoho_desk": "Zoho Desk", "bigin": "Bigin", "zoho_crm": "Zoho CRM",
-                     "zoho_bookings": "Zoho Bookings"}
-
-
 class _Out:
     def __init__(self) -> None:
         self.diags: list[Diagnostic] = []
