@@ -236,7 +236,7 @@ class DeskApi:
         return names
 
     def list(self, req: Request, mod: ModuleCatalog) -> Response:
-        offset, limit = self._paging(req, mod, default_limit=10 if mod.api_name != "products" else 10)
+        offset, limit = self._paging(req, mod, default_limit=10)
         fields = self._fields(req)
         sort = (req.query.get("sortBy") or "").lstrip("-")
         if not req.query.get("departmentId") and sort in ("", "createdTime", "modifiedTime"):
