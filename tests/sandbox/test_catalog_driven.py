@@ -65,3 +65,28 @@ def test_desk_module_accepts_its_mandatory_fields(anon, module):
         body["departmentIds"] = deps[:1]
     r = client.post(f"/api/v1/{module}", json=body)
     assert r.status_code == 200, r.text
+
+
+def test_custom_unique_field_from_a_catalog_is_enforced_case_insensitively(clock):
+    import json
+    from importlib import resources
+
+    import httpx
+
+    from engine.catalog import catalog_from_dict
+    from engine.sandbox import SandboxApp
+    from tests.sandbox.conftest import authorize
+
+    data = json.loads(resources.files("engine.catalog").joinpath("data", "bigin.json").read_text("utf-8"))
+    for f in data["modules"]["Contacts"]["fields"]:
+        if f["api_name"] == "Tax_ID":
+            f.update({"unique": True, "encrypted": False})
+    app = SandboxApp(":memory:", clock=clock, catalogs={"bigin": catalog_from_dict(data)})
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://s") as c:
+        authorize(c)
+        assert c.post("/bigin/v2/Contacts", json={"data": [{"Last_Name": "A", "Tax_ID": "ab-1"}]}).status_code == 201
+        r = c.post("/bigin/v2/Contacts", json={"data": [{"Last_Name": "B", "Tax_ID": "AB-1"}]})
+        assert r.status_code == 400 and r.json()["data"][0]["details"]["api_name"] == "Tax_ID"
+        meta = {f["api_name"]: f for f in c.get("/bigin/v2/settings/fields", params={"module": "Contacts"}).json()["fields"]}
+        assert meta["Tax_ID"]["unique"] and meta["Tax_ID"]["crypt"] is None
+    app.close()
