@@ -414,3 +414,31 @@ def test_page_token_expires_after_a_day(client, clock):
     authorize(client)
     r = client.get("/bigin/v2/Contacts", params={"fields": "Email", "per_page": 1, "page_token": token})
     assert r.status_code == 400 and r.json()["code"] == "EXPIRED_VALUE"
+
+
+def test_criteria_equals_finds_any_escaped_text_value(anon):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from tests.sandbox.conftest import authorize
+
+    client = authorize(anon)
+
+    def esc(text: str) -> str:
+        for ch in ("\\", "(", ")", ","):
+            text = text.replace(ch, "\\" + ch)
+        return text
+
+    names = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), min_size=1, max_size=60).filter(
+        lambda s: s.strip() == s and s)
+
+    @settings(max_examples=60, deadline=None, database=None)
+    @given(names)
+    def check(name: str) -> None:
+        r = client.post("/bigin/v2/Accounts", json={"data": [{"Account_Name": name}]})
+        assert r.status_code in (201, 400)
+        found = client.get("/bigin/v2/Accounts/search", params={"criteria": f"(Account_Name:equals:{esc(name)})"})
+        assert found.status_code == 200, (name, found.text)
+        assert any(d["Account_Name"].casefold() == name.casefold() for d in found.json()["data"])
+
+    check()
