@@ -382,6 +382,7 @@ class ModuleRun:
             filter=self.r.filter_for("left", self.module, False))
         extra: dict[str, Record] = {}
         deferred: list[Op] = []
+        buffer = _Buffer(ex, BATCH * max(self.r.concurrency("left"), self.r.concurrency("right")))
         self.retry_failures(extra, "left")
         for page in _chain(pages, [list(extra.values())] if extra else []):
             page = self.cancellations(page)
@@ -402,10 +403,11 @@ class ModuleRun:
             # app's Modified_Time order and would shift the pages still to come (records skipped)
             later = {o.pair for o in ops if o.target == "left" and o.kind in ("create", "update", "delete") and o.pair}
             deferred.extend(o for o in ops if o.pair in later)
-            ex.execute([o for o in ops if not o.pair or o.pair not in later])
+            buffer.add([o for o in ops if not o.pair or o.pair not in later])
             n += len(page)
             self.tick("sync", n)
-        ex.execute(deferred)  # whole pairs together: a link commits only when all its writes succeeded
+        buffer.flush()
+        buffer.add(deferred)  # whole pairs together: a link commits only when all its writes succeeded
         deferred.clear()
         # the right side's leftovers (changed on the right only, or unlinked)
         inp.changed["left"] = {}
@@ -414,7 +416,8 @@ class ModuleRun:
         for i in range(0, len(leftovers), BATCH * 5):
             chunk = {r.id: r for r in leftovers[i:i + BATCH * 5]}
             inp.changed["right"] = chunk
-            ex.execute(_plan(inp, ("right",), done))
+            buffer.add(_plan(inp, ("right",), done))
+        buffer.flush()
 
     def cancellations(self, page: list[Record]) -> list[Record]:
         """Bookings: a cancelled appointment is a delete of the left record (per ``on_delete``)."""
@@ -565,6 +568,27 @@ class ModuleRun:
 def _chain(*iterables):
     for it in iterables:
         yield from it
+
+
+class _Buffer:
+    """Ops collected across pages and executed once enough writes make full batches (the floor counts
+    ⌈writes/100⌉, not one partial batch per page). Bounded: ``limit`` writes at most."""
+
+    def __init__(self, ex: "Executor", limit: int):
+        self.ex = ex
+        self.limit = max(BATCH, limit)
+        self.ops: list[Op] = []
+        self.writes = 0
+
+    def add(self, ops: list[Op]) -> None:
+        self.ops.extend(ops)
+        self.writes += sum(1 for o in ops if o.kind in ("create", "update", "delete"))
+        if self.writes >= self.limit:
+            self.flush()
+
+    def flush(self) -> None:
+        ops, self.ops, self.writes = self.ops, [], 0
+        self.ex.execute(ops)
 
 
 def _plan(inp: PlanInput, order: tuple[str, ...], done: dict[str, set[str]]) -> list[Op]:
