@@ -874,6 +874,30 @@ def _split_unescaped(s: str, sep: str) -> list[str]:
     return out
 
 
+def _unescape(s: str) -> str:
+    """Drop the backslashes of ``\\(``, ``\\)``, ``\\,``, ``\\:`` and ``\\\\``."""
+    out, esc = [], False
+    for ch in s:
+        if esc or ch != "\\":
+            out.append(ch)
+            esc = False
+        else:
+            esc = True
+    return "".join(out)
+
+
+def _unescaped_positions(s: str, sep: str) -> list[int]:
+    out, esc = [], False
+    for i, ch in enumerate(s):
+        if esc:
+            esc = False
+        elif ch == "\\":
+            esc = True
+        elif ch == sep:
+            out.append(i)
+    return out
+
+
 def parse_criteria(text: str, mod: ModuleCatalog):
     """``((Last_Name:equals:Smith)and(Email:starts_with:j))`` → a predicate over flattened values.
     Text comparisons are case-insensitive; ≤10 conditions."""
@@ -936,15 +960,17 @@ def parse_criteria(text: str, mod: ModuleCatalog):
         return condition(cond)
 
     def condition(cond: str):
-        parts = _split_unescaped(cond, ":")
-        if len(parts) < 3:
+        cuts = _unescaped_positions(cond, ":")
+        if len(cuts) < 2:
             raise bad(f"condition {cond!r} must be field:operator:value")
-        fname, op, value = parts[0].strip(), parts[1].strip().lower(), ":".join(parts[2:])
+        fname, op = cond[:cuts[0]].strip(), cond[cuts[0] + 1:cuts[1]].strip().lower()
+        raw = cond[cuts[1] + 1:]
         if op not in OPS:
             raise bad(f"unknown operator {op}")
         if fname not in ("id", "Created_Time", "Modified_Time", "Full_Name") and mod.field(fname) is None:
             raise bad(f"unknown field {fname}")
-        values = [v.strip() for v in _split_unescaped(value, ",")] if op in ("in", "between") else [value]
+        values = ([v.strip() for v in _split_unescaped(raw, ",")] if op in ("in", "between")
+                  else [_unescape(raw)])
         f = mod.field(fname)
         kind = f.kind if f else ("datetime" if fname.endswith("_Time") else "text")
 

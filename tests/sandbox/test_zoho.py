@@ -442,3 +442,10 @@ def test_criteria_equals_finds_any_escaped_text_value(anon):
         assert any(d["Account_Name"].casefold() == name.casefold() for d in found.json()["data"])
 
     check()
+
+
+def test_criteria_in_operator_with_escaped_commas(client):
+    create_many(client, "/crm/v8/Accounts", [{"Account_Name": "Smith, Jones & Co"}, {"Account_Name": "Plain"},
+                                            {"Account_Name": "Other"}])
+    r = client.get("/crm/v8/Accounts/search", params={"criteria": r"(Account_Name:in:Smith\, Jones & Co,Plain)"})
+    assert sorted(d["Account_Name"] for d in r.json()["data"]) == ["Plain", "Smith, Jones & Co"]
