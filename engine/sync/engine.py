@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 # second is read again (re-reading costs no write: the merge compares values). Once the boundary has
 # settled — our read started SETTLE after the newest change we saw, more than any write in flight or
 # clock skew — the next read starts after it; otherwise it starts at it.
-SETTLE = timedelta(seconds=5)
+SETTLE = timedelta(seconds=2)
 OVERLAP = timedelta(0)  # extra re-read window behind each cursor (0: the boundary rule above suffices)
 SECOND = timedelta(seconds=1)
 BATCH = 100
