@@ -61,11 +61,15 @@ def main(argv: list[str] | None = None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     if a.profile:
         a.profile.mkdir(parents=True, exist_ok=True)
-    results = {} if a.fresh or not RESULTS.exists() else json.loads(RESULTS.read_text())
+    if a.fresh and RESULTS.exists():
+        RESULTS.unlink()
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     t0 = time.perf_counter()
 
     def save(row: object) -> None:
         key = f"{row.key}|{a.label}"  # type: ignore[attr-defined]
+        if RESULTS.exists():  # another run may have saved meanwhile: merge, never drop its rows
+            results.update({k: v for k, v in json.loads(RESULTS.read_text()).items() if k not in results})
         results[key] = {**row.as_dict(), "kind": "plan" if isinstance(row, scenarios.PlanRow) else "sync",  # type: ignore[attr-defined]
                         "label": a.label, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True))

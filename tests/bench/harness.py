@@ -93,6 +93,14 @@ class Server:
             con.close()
         return [{"id": i, **json.loads(d)} for i, d in rows]
 
+    def cpu_s(self) -> float:
+        """CPU time (user + sys) the server process has used so far (from /proc)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return 0.0
+
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
@@ -195,6 +203,7 @@ def measure(workdir: Path, left: Server, right: Server, *, profile: Path | None 
     """Run the worker (the sync of ``bench``) in a child process; the servers' counters start at zero."""
     left.reset_stats()
     right.reset_stats()
+    server_cpu0 = left.cpu_s() + right.cpu_s()
     out = workdir / "worker.json"
     if out.exists():
         out.unlink()
@@ -214,9 +223,10 @@ def measure(workdir: Path, left: Server, right: Server, *, profile: Path | None 
         raise RuntimeError(f"the worker failed (exit {proc.returncode}); see {workdir / 'worker.log'}:\n"
                            + (workdir / "worker.log").read_text()[-3000:])
     res = json.loads(out.read_text())
+    server_cpu = left.cpu_s() + right.cpu_s() - server_cpu0
     sl, sr = left.stats(reset=True), right.stats(reset=True)
     return Measured(wall_s=wall, cpu_s=ru.ru_utime + ru.ru_stime, sync_cpu_s=res["sync_cpu_s"],
-                    sync_wall_s=res["sync_wall_s"], maxrss_kb=ru.ru_maxrss, rss_before_kb=res["rss_before_kb"],
+                    sync_wall_s=res["sync_wall_s"], maxrss_kb=res.get("hwm_kb") or ru.ru_maxrss, rss_before_kb=res["rss_before_kb"],
                     report=res["report"],
                     calls={"left": _flatten(sl.get("calls", {})), "right": _flatten(sr.get("calls", {}))},
                     written={"left": _flatten(sl.get("records_written", {})),
@@ -224,7 +234,7 @@ def measure(workdir: Path, left: Server, right: Server, *, profile: Path | None 
                     faults={"left": {k: v for k, v in (sl.get("faults") or {}).items() if v},
                             "right": {k: v for k, v in (sr.get("faults") or {}).items() if v}},
                     returncode=proc.returncode,
-                    extra={"top_alloc": res.get("top_alloc"), "traced_peak_bytes": res.get("traced_peak_bytes")})
+                    extra={"server_cpu_s": round(server_cpu, 2), "top_alloc": res.get("top_alloc"), "traced_peak_bytes": res.get("traced_peak_bytes")})
 
 
 def deploy(workdir: Path) -> None:

@@ -51,6 +51,11 @@ def _rw(d: dict[str, int]) -> str:
     return f"{d['reads']} / {d['writes']}"
 
 
+def _srv(r: dict[str, Any]) -> str:
+    v = (r.get("detail") or {}).get("server_cpu_s")
+    return f"{v:.1f}" if isinstance(v, (int, float)) else "–"
+
+
 def _sync_row(r: dict[str, Any]) -> str:
     calls, floor = r["calls"], r["floor"]
     total = sum(c["reads"] + c["writes"] for c in calls.values())
@@ -72,7 +77,7 @@ def _sync_row(r: dict[str, Any]) -> str:
     check = r["check"] + (f" (faults {faults})" if faults else "")
     return (f"| {r.get('label') or '–'} | {r['scenario']} | {_n(r['n'])} | {lat or 0} | {_rw(calls['left'])} | {_rw(calls['right'])} "
             f"| {_rw(floor['left'])} | {_rw(floor['right'])} | {total} vs {ftotal} {verdict} | {r['writes']} "
-            f"| {r['wall_s']:.2f} | {lim} | {rat} | {r['cpu_s']:.2f} | {r['sync_cpu_s']:.2f} | {us} "
+            f"| {r['wall_s']:.2f} | {_srv(r)} | {lim} | {rat} | {r['cpu_s']:.2f} | {r['sync_cpu_s']:.2f} | {us} "
             f"| {r['maxrss_mb']:.0f} | {check} |")
 
 
@@ -86,25 +91,26 @@ def tables(results: dict[str, dict[str, Any]]) -> str:
            "CPU is the syncform process (user + sys; start-up and imports included); *sync CPU* is the "
            "sync call alone, and µs/record divides it by the records the run had to process "
            "(oneway N, twoway 2N, echo the records written by the run before, edit1pct the edited records). "
-           "Peak RSS is `ru_maxrss` of the syncform process.", "",
+           "Peak RSS is `ru_maxrss` of the syncform process. Sandbox CPU is what both sandbox servers "
+           "spent meanwhile (same 2-core machine).", "",
            "| build | scenario | N/side | latency ms | calls left r / w | calls right r / w | floor left | floor right "
-           "| calls vs floor | records written | wall s | limit s | wall / limit | CPU s | sync CPU s "
+           "| calls vs floor | records written | wall s | sandbox CPU s | limit s | wall / limit | CPU s | sync CPU s "
            "| µs / record | peak RSS MB | check |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     out += [_sync_row(r) for r in sync]
     plans = sorted((r for r in results.values() if r.get("kind") == "plan"),
                    key=lambda r: (r.get("label", ""), r["integrations"]))
     if plans:
         out += ["", "### validate + plan (`--no-refresh`, no app called), real CLI, a fresh process per command", "",
                 "| build | integrations | validate s | plan (cold) s | validate + plan s | target | plan (warm cache) s "
-                "| plan, no changes s | peak RSS MB | plan says |",
+                "| plan, no changes s | plan peak RSS MB | plan says |",
                 "|---|---|---|---|---|---|---|---|---|---|"]
         for p in plans:
             st = p["steps"]
             vp = st["validate"]["wall_s"] + st["plan (cold)"]["wall_s"]
             tgt = PLAN_TARGET.get(p["integrations"])
             tg = f"≤ {tgt:g} s {'✓' if vp <= tgt else '✗'}" if tgt else "–"
-            rss = max(v["maxrss_mb"] for v in st.values())
+            rss = st["plan (cold)"]["maxrss_mb"]
             out.append(f"| {p.get('label') or '–'} | {p['integrations']} | {st['validate']['wall_s']:.2f} | {st['plan (cold)']['wall_s']:.2f} "
                        f"| {vp:.2f} | {tg} | {st['plan (warm)']['wall_s']:.2f} | {st['plan, no changes']['wall_s']:.2f} "
                        f"| {rss:.0f} | {p['summary']} |")

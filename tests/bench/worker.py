@@ -21,14 +21,18 @@ from pathlib import Path
 from typing import Any
 
 
-def _rss_kb() -> int:
+def _status_kb(key: str) -> int:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1])
     except OSError:
         pass
     return 0
+
+
+def _rss_kb() -> int:
+    return _status_kb("VmRSS")
 
 
 def run(root: str, state_url: str, name: str, *, profile: str | None = None,
@@ -78,6 +82,9 @@ def run(root: str, state_url: str, name: str, *, profile: str | None = None,
                 "client_stats": {"left": {f"{m}/{op}": n for (m, op), n in left.stats().items()},
                                  "right": {f"{m}/{op}": n for (m, op), n in right.stats().items()}},
                 "rss_before_kb": rss_before, "rss_end_kb": _rss_kb(),
+                # VmHWM is this process image's peak RSS; ru_maxrss is not reset by exec and so can
+                # report the parent's size at fork time
+                "hwm_kb": _status_kb("VmHWM"),
                 "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                 "traced_peak_bytes": traced_peak, "top_alloc": top_alloc}
     finally:
