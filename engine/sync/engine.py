@@ -193,7 +193,7 @@ class Run:
 
     def filter_for(self, side: str, module: Module, initial: bool) -> ListFilter | None:
         app = getattr(self.integration, side).app
-        view = module.filter.view if module.filter and app in ("bigin", "zoho_crm") else None
+        view = module.filter.view if module.filter and side == view_side(self.integration) else None
         deps = module.filter.departments if module.filter and app == "zoho_desk" else ()
         floor = self.now - timedelta(days=module.created_within_days) if initial else None
         if view is None and not deps and floor is None:
@@ -794,3 +794,16 @@ def retry_failures(integration: Integration, *, store: StateStore, left: AppClie
         if not modules:
             return run.report
     return run.run(modules)
+
+
+def view_side(integration: Integration) -> str | None:
+    """The side a module's ``filter: {view}`` selects records on.
+
+    Seeds 003 and 004 choose one CRM list view; so the view belongs to the Zoho CRM side when there is
+    one, else to the Bigin side (left first when both are).
+    """
+    for app in ("zoho_crm", "bigin"):
+        for side in ("left", "right"):
+            if getattr(integration, side).app == app:
+                return side
+    return None
