@@ -339,6 +339,24 @@ class BookingsClient(ClientBase):
                 return
             page += 1
 
+    # -- Bookings' own reads (not part of AppClient): services, staff, free slots ----------------------
+    def services(self) -> list[dict[str, Any]]:
+        """``GET services``: ``[{id, name, duration: "30 mins", ...}]``."""
+        return list(self._call("GET", "services", "services", "list").get("data") or [])
+
+    def staffs(self, service_id: str | None = None) -> list[dict[str, Any]]:
+        """``GET staffs`` (of one service when given): ``[{id, name, email, ...}]``."""
+        params = {"service_id": service_id} if service_id else None
+        return list(self._call("GET", "staffs", "staffs", "list", params=params).get("data") or [])
+
+    def available_slots(self, service_id: str, staff_id: str, day: Any) -> list[str]:
+        """``GET availableslots`` for one day: the free start times as ``HH:mm`` strings."""
+        answer = self._call("GET", "availableslots", "availableslots", "list",
+                            params={"service_id": service_id, "staff_id": staff_id,
+                                    "selected_date": day.strftime("%d-%b-%Y")})
+        data = answer.get("data")
+        return [str(x) for x in data] if isinstance(data, list) else []
+
     def _call(self, method: str, endpoint: str, module: str, op: str, *, params: Any = None,
               data: Any = None) -> dict[str, Any]:
         response = self.http.request(method, f"{self.base}/{endpoint}", module=module, op=op,

@@ -45,15 +45,14 @@ def free_slots(integration: Integration, *, left: Any, right: Any, service: str,
         raise UsageError(f"slots: integration {integration.name} is not between zoho_bookings and bigin")
     bside, bookings = sides["zoho_bookings"]
     _, bigin = sides["bigin"]
-    fn = getattr(bookings, "available_slots", None)
-    answer = fn(service, staff, day) if fn is not None else _bookings_slots(bookings, service, staff, day)
-    slots: list[str] = list(answer.get("slots", answer) if isinstance(answer, dict) else answer)
-    duration = int(answer.get("duration_minutes", 30)) if isinstance(answer, dict) else 30
+    answer = _bookings_slots(bookings, service, staff, day)
+    slots: list[str] = list(answer["slots"])
+    duration = int(answer["duration_minutes"])
     mod = next((m for m in integration.modules if getattr(m, bside) == "appointments"), None)
     check = mod is not None and (mod.calendar is None or mod.calendar.check_conflicts)
     if not check:
         return {"slots": slots, "blocked": [], "duration_minutes": duration}
-    staff_email = answer.get("staff_email") if isinstance(answer, dict) else None
+    staff_email = answer.get("staff_email")
     owner_ids: set[str] = set()
     for u in bigin.users():
         if staff_email and str(u.get("email", "")).lower() == str(staff_email).lower() or \
@@ -87,24 +86,20 @@ def free_slots(integration: Integration, *, left: Any, right: Any, service: str,
 
 
 def _bookings_slots(client: Any, service: str, staff: str, day: date) -> dict[str, Any]:
-    """Bookings' ``services``/``staffs``/``availableslots`` through the client's request layer.
-    TODO(clients): replace with a public ``BookingsClient.available_slots(service, staff, day)``."""
-    call = getattr(client, "_call", None)
-    if call is None:
-        raise UsageError("slots: this build's Bookings client cannot read available slots")
-    services = call("GET", "services", "services", "list").get("data") or []
+    """Bookings' free slots of one staff member for one service and day, by name, e-mail or id."""
+    if not hasattr(client, "available_slots"):
+        raise UsageError("slots: the left app of this integration is not Zoho Bookings")
+    services = client.services()
     svc = next((x for x in services if service in (str(x.get("id")), x.get("name"))), None)
     if svc is None:
         raise UsageError(f'slots: no Bookings service "{service}"'
                          f"{did_you_mean(service, [str(x.get('name')) for x in services])}")
-    staffs = call("GET", "staffs", "staffs", "list", params={"service_id": svc["id"]}).get("data") or []
+    staffs = client.staffs(svc["id"])
     st = next((x for x in staffs if staff.lower() in (str(x.get("id")).lower(), str(x.get("name", "")).lower(),
                                                       str(x.get("email", "")).lower())), None)
     if st is None:
         raise UsageError(f'slots: no staff "{staff}" for service {svc.get("name")}'
                          f"{did_you_mean(staff, [str(x.get('name')) for x in staffs])}")
-    answer = call("GET", "availableslots", "availableslots", "list",
-                  params={"service_id": svc["id"], "staff_id": st["id"], "selected_date": day.strftime("%d-%b-%Y")})
     minutes = int(str(svc.get("duration") or "30").split()[0])
-    data = answer.get("data") if isinstance(answer.get("data"), list) else []
-    return {"slots": [str(x) for x in data], "duration_minutes": minutes, "staff_email": st.get("email")}
+    return {"slots": client.available_slots(svc["id"], st["id"], day), "duration_minutes": minutes,
+            "staff_email": st.get("email")}

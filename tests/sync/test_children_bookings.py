@@ -107,8 +107,17 @@ def test_bookings_customers_become_contacts_and_appointments_events(store, clock
 
 
 class SlotsBookings(FakeApp):
-    def available_slots(self, service, staff, day):
-        return {"slots": ["09:00", "09:30", "10:00", "10:30"], "duration_minutes": 30, "staff_email": "sam@corp.com"}
+    """Bookings' own reads, as engine.apps.bookings.BookingsClient offers them."""
+
+    def services(self):
+        return [{"id": "s1", "name": "Consultation", "duration": "30 mins"}]
+
+    def staffs(self, service_id=None):
+        return [{"id": "t1", "name": "Sam", "email": "sam@corp.com"}]
+
+    def available_slots(self, service_id, staff_id, day):
+        assert (service_id, staff_id) == ("s1", "t1")
+        return ["09:00", "09:30", "10:00", "10:30"]
 
 
 def test_free_slots_minus_busy_bigin_events(clock):
