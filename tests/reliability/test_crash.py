@@ -21,7 +21,7 @@ from tests.reliability.conftest import (CRASH_POINTS, FIELDS, Rng, by_email, cli
                                         spawn, state_path, write_specs)
 
 LATENCY_MS = 60  # per request, so that a run lasts long enough for the kill to land inside it
-RUN_WINDOW_S = 1.6  # a killed run is cut at uniform(0.4 s, this): start-up, reads, writes, echo
+RUN_WINDOW_S = 1.2  # a killed run is cut at uniform(0.4 s, this): start-up, reads, writes, echo
 N_LEFT, N_RIGHT, N_BOTH = 250, 150, 40  # records only in Bigin, only in CRM, in both (same e-mail)
 
 
@@ -208,7 +208,7 @@ def test_apply_killed_between_its_steps_converges(served, tmp_path):
         left, right = plant_initial(served)
         exp_left, exp_right = expected_after("two-way", left, right)
         served.faults({"latency_ms": LATENCY_MS})
-        delay = rng.uniform(0.3, window)
+        delay = rng.uniform(0.5, window)
         killed, err, took = kill_after(workdir, delay, "apply", "--auto-approve")
         assert "Traceback" not in err
         note_kill(workdir, killed, delay)

@@ -19,7 +19,7 @@ import pytest
 from tests.reliability.conftest import (LONG, by_email, cli, count, integrity_ok, no_traceback, people, spawn,
                                         state_path, write_specs)
 
-N_LEFT, N_RIGHT = 220, 80
+N_LEFT, N_RIGHT = 160, 60
 
 
 def setup(workdir: Path, served, base: str | None = None, **spec) -> dict:
@@ -56,11 +56,10 @@ def last_runs(workdir: Path) -> list[dict]:
 
 @pytest.mark.parametrize("faults", [
     {"rate_429": 0.3, "seed": 1},
-    {"rate_5xx": 0.3, "seed": 2},
+    {"rate_5xx": 0.4, "seed": 7},
     {"timeout_rate": 0.25, "timeout_ms": 200, "seed": 3},
     {"max_concurrency": 1, "latency_ms": 20, "rate_429": 0.1, "seed": 4},
-    {"expire_tokens": True, "rate_5xx": 0.1, "seed": 5},
-], ids=["429-burst", "5xx", "timeout-504", "concurrency-429", "token-expired"])
+], ids=["429-burst", "5xx", "timeout-504", "concurrency-429"])
 def test_transient_faults_end_in_the_correct_data(served, tmp_path, faults):
     expected = setup(tmp_path, served)
     served.faults(faults)
@@ -75,9 +74,31 @@ def test_transient_faults_end_in_the_correct_data(served, tmp_path, faults):
     integrity_ok(tmp_path)
 
 
-def test_connection_resets_then_correct_data_on_rerun(served, proxy, tmp_path):
-    """Every 3rd write lands but its connection drops before the answer: the run reports it, the
-    journal keeps the creates pending, and the rerun links them instead of creating them again."""
+def test_tokens_expired_mid_run_are_refreshed(served, proxy, tmp_path):
+    """Every access token is invalidated after the 3rd and the 6th API call: the run refreshes and
+    ends in the correct data."""
+    expected = setup(tmp_path, served, base=proxy.base)
+    calls = {"n": 0}
+
+    def expire(method, path, status, headers, body):
+        if not path.startswith("/oauth") and not path.startswith("/_sandbox"):
+            calls["n"] += 1
+            if calls["n"] in (3, 6):
+                served.faults({"expire_tokens": True})
+        return None
+
+    proxy.mutate = expire
+    res = sync(tmp_path)
+    proxy.mutate = None
+    expired = served.stats()["faults"].get("401", 0)
+    count("faults injected", expired)
+    assert expired >= 1, served.stats()["faults"]
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert_converged(served, expected)
+
+
+def reset_scenario(served, proxy, tmp_path) -> tuple[dict, object]:
+    """Every 3rd write batch lands but its connection drops before the answer."""
     expected = setup(tmp_path, served, base=proxy.base)
     writes = {"n": 0}
 
@@ -89,17 +110,30 @@ def test_connection_resets_then_correct_data_on_rerun(served, proxy, tmp_path):
         return None
 
     proxy.mutate = drop
-    res = sync(tmp_path)
+    first = sync(tmp_path)
     proxy.mutate = None
     count("faults injected", proxy.corrupted)
     assert proxy.corrupted > 0
-    # the client retries a dropped connection; the retried create may meet its own first attempt
+    return expected, first
+
+
+def test_connection_resets_then_correct_data_on_rerun(served, proxy, tmp_path):
+    expected, _ = reset_scenario(served, proxy, tmp_path)
     res2 = sync(tmp_path)
     assert res2.returncode == 0, res2.stdout + res2.stderr
     assert_converged(served, expected)
-    assert open_failures(tmp_path) == []
     integrity_ok(tmp_path)
-    print(res.stdout, res.stderr)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG-8: records that failed (DUPLICATE_DATA after a retried create) and "
+                   "are later linked from the other side's read stay open in the failure log forever: `failures` "
+                   "lists records that are in sync")
+def test_connection_resets_leave_no_stale_failures(served, proxy, tmp_path):
+    expected, _ = reset_scenario(served, proxy, tmp_path)
+    for _ in range(2):
+        assert sync(tmp_path).returncode == 0
+    assert_converged(served, expected)
+    assert open_failures(tmp_path) == []
 
 
 @pytest.mark.parametrize("outage_s", [1.0, pytest.param(None, marks=pytest.mark.skipif(
@@ -131,7 +165,7 @@ def test_sandbox_killed_mid_run_is_a_clear_error_then_rerun_converges(served, tm
     integrity_ok(tmp_path)
 
 
-@pytest.mark.parametrize("after", [2, pytest.param(5, marks=pytest.mark.xfail(strict=True, reason=(
+@pytest.mark.parametrize("after", [1, pytest.param(4, marks=pytest.mark.xfail(strict=True, reason=(
     "BUG-2: an AuthError raised by a write batch is turned into per-record failures coded REJECTED_BY_APP "
     "(app code invalid_code); the module ends 'ok' and `sync` exits 0 although the credentials are revoked")))],
     ids=["during-reads", "during-writes"])
@@ -178,7 +212,8 @@ MALFORMED = {
 }
 
 
-@pytest.mark.parametrize("kind", sorted(MALFORMED))
+@pytest.mark.parametrize("kind", [k if k in ("not-json", "wrong-envelope") or LONG else pytest.param(
+    k, marks=pytest.mark.skip(reason="long variant: SYNCFORM_RELIABILITY_LONG=1")) for k in sorted(MALFORMED)])
 def test_malformed_list_answers_are_protocol_errors(served, proxy, tmp_path, kind):
     expected = setup(tmp_path, served, base=proxy.base)
     make = MALFORMED[kind]

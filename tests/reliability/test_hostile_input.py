@@ -40,13 +40,17 @@ def good_spec(repo: Path) -> str:
     return (repo / "integrations" / "specs.yaml").read_text()
 
 
-WRITERS = [("plan", "--no-refresh", "-out", "plans/p.json"), ("apply", "--auto-approve", "--no-sync", "--no-refresh"),
-           ("reconcile", "--no-sync")]
+LONG = bool(os.environ.get("SYNCFORM_RELIABILITY_LONG"))
+PLAN_OUT = ("plan", "--no-refresh", "-out", "plans/p.json")
+APPLY = ("apply", "--auto-approve", "--no-sync", "--no-refresh")
+RECONCILE = ("reconcile", "--no-sync")
 
 
-def refused_everywhere(repo: Path, expected: str, *pre: str, env: dict[str, str] | None = None) -> None:
+def refused_everywhere(repo: Path, expected: str, *pre: str, env: dict[str, str] | None = None,
+                       writers: tuple[tuple[str, ...], ...] = (PLAN_OUT, APPLY)) -> None:
+    """Each writing command refuses (the long run adds reconcile and always runs all three)."""
     before = digest(state_path(repo))
-    for args in WRITERS:
+    for args in (PLAN_OUT, APPLY, RECONCILE) if LONG else writers:
         res = cli(repo, *pre, *args, env=env, timeout=60)
         count("hostile inputs tried")
         no_traceback(res)
@@ -79,7 +83,8 @@ SPEC_CASES = {
 def test_a_hostile_spec_file_writes_nothing(deployed, case):
     data, expected = SPEC_CASES[case]
     (deployed / "integrations" / "hostile.yaml").write_bytes(data)
-    refused_everywhere(deployed, expected)
+    # by default each case meets one writer (alternating); the long run gives every case all three
+    refused_everywhere(deployed, expected, writers=((PLAN_OUT,), (APPLY,))[sorted(SPEC_CASES).index(case) % 2])
     assert not (deployed / "owned").exists()
 
 
@@ -100,7 +105,8 @@ def test_a_hostile_variables_file_writes_nothing(deployed, case):
                                                  "metadata: {name: bigin-crm, description: \"{{ note }}\"}"))
     data, expected = VAR_CASES[case]
     (deployed / "vars.yaml").write_bytes(data)
-    refused_everywhere(deployed, expected, "--var-file", "vars.yaml")
+    refused_everywhere(deployed, expected, "--var-file", "vars.yaml",
+                       writers=((PLAN_OUT,), (APPLY,))[sorted(VAR_CASES).index(case) % 2])
     assert not (deployed / "owned").exists()
 
 
