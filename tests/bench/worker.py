@@ -54,10 +54,19 @@ def run(root: str, state_url: str, name: str, *, profile: str | None = None,
         left, right = session.client(integ.left.connection), session.client(integ.right.connection)
         lock = store.acquire_lock("sync")
         try:
+            thread_profs: list[Any] = []
             if profile:
                 import cProfile
+                import threading
 
                 prof = cProfile.Profile()
+
+                def _profile_thread(*_: Any) -> None:  # first event in a new thread: profile it too
+                    p = cProfile.Profile()
+                    thread_profs.append(p)
+                    p.enable()
+
+                threading.setprofile(_profile_thread)
             cpu0, wall0 = time.process_time(), time.perf_counter()
             if prof is not None:
                 prof.enable()
@@ -77,7 +86,16 @@ def run(root: str, state_url: str, name: str, *, profile: str | None = None,
             top_alloc = [str(s) for s in snap.statistics("lineno")[:15]]
             tracemalloc.stop()
         if prof is not None and profile:
-            prof.dump_stats(profile)
+            import pstats
+
+            stats = pstats.Stats(prof)
+            for p in thread_profs:  # the executor's write threads and the read-ahead thread
+                try:
+                    p.create_stats()
+                    stats.add(p)
+                except (TypeError, ValueError):
+                    pass
+            stats.dump_stats(profile)
         return {"report": rep.as_dict(), "ok": rep.ok, "sync_cpu_s": cpu1 - cpu0, "sync_wall_s": wall1 - wall0,
                 "client_stats": {"left": {f"{m}/{op}": n for (m, op), n in left.stats().items()},
                                  "right": {f"{m}/{op}": n for (m, op), n in right.stats().items()}},
