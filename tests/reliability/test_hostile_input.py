@@ -26,12 +26,22 @@ ALIAS_BOMB = "".join(f"{c}: &{c} [" + ",".join([f"*{p}"] * 9 if p else ['"lol"']
 SECRET_OUTSIDE = "outside-the-repo-7f3e9a1c"
 
 
-@pytest.fixture
-def deployed(tmp_path):
-    repo = tmp_path / "repo"
+@pytest.fixture(scope="module")
+def _deployed_once(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("template") / "repo"
     write_specs(repo, CLOSED)
     res = cli(repo, "apply", "--auto-approve", "--no-sync", "--no-refresh")
     assert res.returncode == 0, res.stdout + res.stderr
+    return repo
+
+
+@pytest.fixture
+def deployed(_deployed_once, tmp_path):
+    """A repository with one integration deployed (a copy per test of one real apply)."""
+    import shutil
+
+    repo = tmp_path / "repo"
+    shutil.copytree(_deployed_once, repo)
     (tmp_path / "outside.txt").write_text(SECRET_OUTSIDE)
     return repo
 
