@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="skip latency runs above this N (they take calls x latency / concurrency)")
     ap.add_argument("--plan-sizes", default="100,1000", help="integrations for validate + plan")
     ap.add_argument("--profile", type=Path, help="write a cProfile file per measured sync into DIR")
+    ap.add_argument("--trace-memory", action="store_true",
+                    help="run the measured syncs under tracemalloc and keep the top allocation sites (slow)")
     ap.add_argument("--workdir", type=Path, help="keep the working directories here (default: a temp dir, removed)")
     ap.add_argument("--out", type=Path, help="write the tables into this Markdown file")
     ap.add_argument("--label", default="",
@@ -83,12 +85,13 @@ def main(argv: list[str] | None = None) -> int:
                 conc = a.concurrency
                 if "oneway" in chosen:
                     print(f"oneway N={n} latency={lat} ms")
-                    for row in scenarios.run_oneway(root, n, lat, conc, profile_dir=a.profile):
+                    for row in scenarios.run_oneway(root, n, lat, conc, profile_dir=a.profile, trace=a.trace_memory):
                         print("  " + report.one_line(row))
                         save(row)
                 if "twoway" in chosen:
                     print(f"twoway chain N={n} latency={lat} ms")
-                    for row in scenarios.run_twoway_chain(root, n, lat, conc, profile_dir=a.profile):
+                    for row in scenarios.run_twoway_chain(root, n, lat, conc, profile_dir=a.profile,
+                                                               trace=a.trace_memory):
                         print("  " + report.one_line(row))
                         save(row)
         if "plan" in chosen:

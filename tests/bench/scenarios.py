@@ -99,6 +99,7 @@ def _row(name: str, n: int, lat: int, conc: int, m: h.Measured, floor: dict[str,
                wall_s=round(m.wall_s, 3), cpu_s=round(m.cpu_s, 3), sync_cpu_s=round(m.sync_cpu_s, 3),
                maxrss_mb=round(m.maxrss_kb / 1024, 1), check=check, faults=faults,
                detail={"counts": counts, "calls": m.calls, "sync_wall_s": round(m.sync_wall_s, 3),
+                       "top_alloc": m.extra.get("top_alloc"), "traced_peak_bytes": m.extra.get("traced_peak_bytes"),
                        "server_cpu_s": m.extra.get("server_cpu_s"),
                        "rss_before_mb": round(m.rss_before_kb / 1024, 1)})
 
@@ -139,14 +140,14 @@ class Env:
 
 
 def run_oneway(root: Path, n: int, lat: int, conc: int, *, profile_dir: Path | None = None,
-               log: Any = print) -> list[Row]:
+               log: Any = print, trace: bool = False) -> list[Row]:
     env = Env(root, f"oneway-{n}-{lat}", "left-to-right")
     try:
         t = time.perf_counter()
         env.left.seed("bigin", "Contacts", n)
         h.deploy(env.dir)
         log(f"  setup oneway N={n}: {time.perf_counter() - t:.1f} s")
-        m = env.measure(lat, conc, profile_dir, f"oneway-{n}-{lat}")
+        m = env.measure(lat, conc, profile_dir, f"oneway-{n}-{lat}", trace)
         created = m.counts().get("left-to-right", {}).get("created", 0)
         right = env.right.contacts("zoho_crm")
         emails = {h.norm_email(c.get("Email")) for c in right}
@@ -164,7 +165,7 @@ def expected_union(env: Env) -> int:
 
 
 def run_twoway_chain(root: Path, n: int, lat: int, conc: int, *, profile_dir: Path | None = None,
-                     log: Any = print) -> list[Row]:
+                     log: Any = print, trace: bool = False) -> list[Row]:
     env = Env(root, f"twoway-{n}-{lat}", "two-way")
     rows: list[Row] = []
     try:
@@ -175,7 +176,7 @@ def run_twoway_chain(root: Path, n: int, lat: int, conc: int, *, profile_dir: Pa
         h.deploy(env.dir)
         log(f"  setup twoway N={n}: {time.perf_counter() - t:.1f} s (union {union})")
 
-        m = env.measure(lat, conc, profile_dir, f"twoway-{n}-{lat}")
+        m = env.measure(lat, conc, profile_dir, f"twoway-{n}-{lat}", trace)
         c = m.counts()
         into_r = c.get("left-to-right", {})
         into_l = c.get("right-to-left", {})
@@ -187,21 +188,21 @@ def run_twoway_chain(root: Path, n: int, lat: int, conc: int, *, profile_dir: Pa
         w_in_r = into_r.get("created", 0) + into_r.get("updated", 0)
 
         time.sleep(SETTLE_WAIT)
-        m = env.measure(lat, conc, profile_dir, f"echo-{n}-{lat}")
+        m = env.measure(lat, conc, profile_dir, f"echo-{n}-{lat}", trace)
         floor = {"left": _fl(max(1, h.pages(w_in_l, 200)) + 1, 0), "right": _fl(max(1, h.pages(w_in_r, 200)) + 1, 0)}
         rows.append(_row("echo", n, lat, conc, m, floor, w_in_l + w_in_r,
                          "ok" if _writes(m) == 0 else f"FAIL: {_writes(m)} writes on the echo"))
         log(f"  echo: {rows[-1].total_calls()} calls, {rows[-1].wall_s} s")
 
         time.sleep(SETTLE_WAIT)
-        m = env.measure(lat, conc, profile_dir, f"noop-{n}-{lat}")
+        m = env.measure(lat, conc, profile_dir, f"noop-{n}-{lat}", trace)
         rows.append(_row("noop", n, lat, conc, m, {"left": _fl(2, 0), "right": _fl(2, 0)}, 0,
                          "ok" if _writes(m) == 0 else f"FAIL: {_writes(m)} writes on an unchanged rerun"))
         log(f"  noop: {rows[-1].total_calls()} calls, {rows[-1].wall_s} s")
 
         expect_r, expect_l = h.edit_one_percent(env.dir, env.left, env.right, n, f"e{lat}")
         time.sleep(SETTLE_WAIT)
-        m = env.measure(lat, conc, profile_dir, f"edit1pct-{n}-{lat}")
+        m = env.measure(lat, conc, profile_dir, f"edit1pct-{n}-{lat}", trace)
         cl, cr = len(expect_r), len(expect_l)
         floor = {"left": _fl(max(1, h.pages(cl, 200)) + 1, h.pages(cr, 100)),
                  "right": _fl(max(1, h.pages(cr, 200)) + 1, h.pages(cl, 100))}

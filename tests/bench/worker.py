@@ -70,7 +70,19 @@ def run(root: str, state_url: str, name: str, *, profile: str | None = None,
             cpu0, wall0 = time.process_time(), time.perf_counter()
             if prof is not None:
                 prof.enable()
-            rep = sync_integration(integ, store=store, left=left, right=right)
+            peak: dict[str, Any] = {"bytes": 0, "snap": None}
+
+            def progress(module: str, phase: str, done: int, total: int | None) -> None:
+                # under tracemalloc, keep the allocation sites at the highest point seen between pages
+                import tracemalloc
+
+                cur, _ = tracemalloc.get_traced_memory()
+                if cur > peak["bytes"] * 1.05:
+                    peak["bytes"] = cur
+                    peak["snap"] = tracemalloc.take_snapshot()
+
+            rep = sync_integration(integ, store=store, left=left, right=right,
+                                   progress=progress if trace_memory else None)
             if prof is not None:
                 prof.disable()
             cpu1, wall1 = time.process_time(), time.perf_counter()
@@ -82,7 +94,7 @@ def run(root: str, state_url: str, name: str, *, profile: str | None = None,
             import tracemalloc
 
             _, traced_peak = tracemalloc.get_traced_memory()
-            snap = tracemalloc.take_snapshot()
+            snap = peak["snap"] or tracemalloc.take_snapshot()
             top_alloc = [str(s) for s in snap.statistics("lineno")[:15]]
             tracemalloc.stop()
         if prof is not None and profile:
