@@ -342,3 +342,42 @@ def test_a_dropped_create_is_not_repeated_for_records_without_a_unique_key(serve
     dupes = sorted({n for n in names if names.count(n) > 1})
     assert not dupes, f"{len(names) - len(set(names))} duplicates in CRM, e.g. {dupes[:3]}; first run: {first.stdout}"
     assert sorted(set(names)) == sorted(r["Last_Name"] for r in rows)
+
+
+@pytest.mark.parametrize("incremental", [False, True], ids=["initial", "incremental"])
+def test_a_record_edited_while_pages_are_read_loses_nothing(served, proxy, tmp_path, incremental):
+    """A user edits a record of page 1 while the run reads page 2 (lists are sorted by modified time,
+    so every later record shifts up one place): the record that slid from page 2 onto page 1 between
+    the two reads must still reach the other app, in this run or the next."""
+    write_specs(tmp_path, proxy.base, direction="left-to-right")
+    assert cli(tmp_path, "apply", "--auto-approve", "--no-sync", "--no-refresh").returncode == 0
+    rows = people("Page", 260)
+    ids = served.create("bigin", rows)
+    if incremental:  # everything synced once, then every record changed: the next run reads 2 pages
+        assert sync(tmp_path).returncode == 0
+        time.sleep(1.1)
+        served.update("bigin", [{"id": i, "Last_Name": f"Changed{n}"} for n, i in enumerate(ids)])
+        for n, r in enumerate(rows):
+            r["Last_Name"] = f"Changed{n}"
+    edited = {"done": False}
+
+    def edit_between_pages(method, path, headers, body):
+        if method == "GET" and path.startswith("/bigin/v2/Contacts?") and "page=2" in path and not edited["done"]:
+            edited["done"] = True
+            served.update("bigin", [{"id": ids[5], "First_Name": "Edited-during-read"}])
+        return path, headers, body
+
+    proxy.request_hook = edit_between_pages
+    first = sync(tmp_path)
+    proxy.request_hook = None
+    assert edited["done"], "the run never read a second page"
+    count("faults injected", 1)
+    assert first.returncode == 0, first.stdout + first.stderr
+    for _ in range(2):
+        assert sync(tmp_path).returncode == 0
+    crm = by_email(served.records("zoho_crm"))
+    missing = sorted(set(by_email(rows)) - set(crm))
+    assert not missing, f"{len(missing)} records never reached CRM: {missing[:5]}"
+    stale = [e for e, r in by_email(rows).items() if e != "page5@example.com" and crm[e]["Last_Name"] != r["Last_Name"]]
+    assert not stale, f"{len(stale)} updates lost, e.g. {stale[:3]}"
+    assert crm["page5@example.com"]["First_Name"] == "Edited-during-read"
