@@ -381,3 +381,51 @@ def test_a_record_edited_while_pages_are_read_loses_nothing(served, proxy, tmp_p
     stale = [e for e, r in by_email(rows).items() if e != "page5@example.com" and crm[e]["Last_Name"] != r["Last_Name"]]
     assert not stale, f"{len(stale)} updates lost, e.g. {stale[:3]}"
     assert crm["page5@example.com"]["First_Name"] == "Edited-during-read"
+
+
+WEIRD_VALUES = {
+    "email-object": {"Email": {"nested": {"deeper": 1}}},
+    "name-list": {"Last_Name": ["a", "b"]},
+    "huge-number-phone": {"Mobile": 123456789012345678901234567890},
+    "long-unicode": {"First_Name": "😀\u202e\u0000" * 3000},
+    "bad-modified-time": {"Modified_Time": "not a date"},
+    "boolean-name": {"Last_Name": True},
+    "id-number": {"id": 12345},
+}
+
+
+@pytest.mark.parametrize("kind", [k if k in ("email-object", "long-unicode", "bad-modified-time") or LONG else
+                                  pytest.param(k, marks=pytest.mark.skip(reason="long variant: SYNCFORM_RELIABILITY_LONG=1"))
+                                  for k in sorted(WEIRD_VALUES)])
+def test_weird_values_from_an_app_end_in_data_or_a_failure_entry(served, proxy, tmp_path, kind):
+    """Well-formed answers carrying values of the wrong type or absurd size for one record: the run
+    ends with no traceback, every other record synced, the odd one synced or in the failure log."""
+    expected = setup(tmp_path, served, base=proxy.base)
+    odd = {"email": None}
+
+    def inject(method, path, status, headers, body):
+        if method == "GET" and path == "/crm/v8/Contacts" and body:
+            doc = json.loads(body)
+            if doc.get("data"):
+                rec = doc["data"][0]
+                odd["email"] = odd["email"] or str(rec.get("Email")).lower()
+                if str(rec.get("Email")).lower() == odd["email"]:
+                    rec.update(WEIRD_VALUES[kind])
+                return status, headers, json.dumps(doc).encode()
+        return None
+
+    proxy.mutate = inject
+    res = sync(tmp_path)
+    proxy.mutate = None
+    count("faults injected", 1)
+    assert res.returncode in (0, 1), res.stderr
+    if res.returncode == 1:  # refused as a whole: a typed error naming the record, the run in history
+        assert "ProtocolError" in res.stdout or "Error:" in res.stderr, res.stdout + res.stderr
+        assert any(r["status"] == "failed" for r in last_runs(tmp_path))
+    else:  # accepted: every other record synced, the odd one synced or in the failure log
+        left = by_email(served.records("bigin"))
+        others = {e for e in expected if e != odd["email"]}
+        assert others <= set(left), sorted(others - set(left))[:5]
+    by_email(served.records("zoho_crm"))  # nothing doubled
+    assert sync(tmp_path).returncode == 0  # the odd answer gone, the rerun converges
+    assert_converged(served, expected)
