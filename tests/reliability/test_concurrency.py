@@ -168,3 +168,26 @@ def test_unlock_removes_only_the_named_lock_of_another_host(served, tmp_path):
     assert ok.returncode == 0 and "removed" in ok.stdout
     assert cli(tmp_path, "pause", "bigin-crm").returncode == 0
     assert re.search(r"PAUSED", cli(tmp_path, "status", "bigin-crm").stdout)
+
+
+def test_two_applies_with_their_syncs_at_once(served, tmp_path):
+    """Two `apply --auto-approve` (each with its initial sync) started together: one applies and
+    syncs; the other waits for the lock, then finds nothing to do or its plan stale. The data is
+    exact: nothing created twice."""
+    expected = deploy_with_data(served, tmp_path, n=150)
+    served.faults({"latency_ms": 30})
+    procs = [spawn(tmp_path, "apply", "--auto-approve", "--lock-timeout", "60") for _ in range(2)]
+    outs = [p.communicate(timeout=180) for p in procs]
+    served.faults({})
+    count("concurrent runs serialised", 1)
+    for p, (out, err) in zip(procs, outs):
+        no_traceback((out, err))
+        assert p.returncode == 0 or "is stale" in err or "state is locked by" in err, out + err
+    assert sum("Apply complete" in out for out, _ in outs) == 1, outs
+    assert by_email(served.records("bigin")) == expected
+    assert by_email(served.records("zoho_crm")) == expected
+    with sqlite3.connect(state_path(tmp_path)) as db:
+        assert db.execute("SELECT serial FROM store_info").fetchone()[0] == 1
+        assert db.execute("SELECT COUNT(*) FROM applies").fetchone()[0] == 1
+        assert db.execute("SELECT COUNT(*) FROM lock").fetchone()[0] == 0
+    integrity_ok(tmp_path)
