@@ -235,3 +235,77 @@ def test_apply_killed_between_its_steps_converges(served, tmp_path):
             assert db.execute("SELECT COUNT(*) FROM applies").fetchone()[0] == 1
         survived += killed
     count("crashes survived (apply SIGKILLed, rerun converged)", survived)
+
+
+DESK_SPEC = """\
+apiVersion: syncform/v1
+kind: Connection
+metadata: {{name: desk}}
+spec:
+  app: zoho_desk
+  base_url: {base}
+  sandbox: true
+---
+apiVersion: syncform/v1
+kind: Connection
+metadata: {{name: bigin}}
+spec:
+  app: bigin
+  base_url: {base}
+  sandbox: true
+---
+apiVersion: syncform/v1
+kind: Integration
+metadata: {{name: desk-bigin}}
+spec:
+  left: {{app: zoho_desk, connection: desk}}
+  right: {{app: bigin, connection: bigin}}
+  modules:
+    - name: contacts
+      left: contacts
+      right: Contacts
+      direction: two-way
+      match: [{{left: email, right: Email}}]
+      fields:
+        - {{left: firstName, right: First_Name}}
+        - {{left: lastName, right: Last_Name}}
+        - {{left: email, right: Email}}
+"""
+
+
+def test_desk_sync_killed_at_random_points_converges(served, tmp_path):
+    """Desk writes one record per call, concurrently: a kill lands between single creates too."""
+    rng = Rng(zlib.crc32(b"desk"))
+    window = RUN_WINDOW_S
+    survived = 0
+    for point in range(points(1)):
+        served.reset()
+        workdir = tmp_path / f"d{point}"
+        (workdir / "integrations").mkdir(parents=True)
+        (workdir / "integrations" / "specs.yaml").write_text(DESK_SPEC.format(base=served.base))
+        run_to_end(workdir, "apply", "--auto-approve", "--no-sync")
+        desk_rows = [{"firstName": f"D{i}", "lastName": f"DL{i}", "email": f"desk{i}@example.com"} for i in range(60)]
+        bigin_rows = [{"First_Name": f"B{i}", "Last_Name": f"BL{i}", "Email": f"bigin{i}@example.com"} for i in range(60)]
+        served.create("zoho_desk", desk_rows, module="contacts")
+        served.create("bigin", bigin_rows)
+        served.faults({"latency_ms": 40})
+        delay = rng.uniform(0.4, window)
+        killed, err, took = kill_after(workdir, delay, "sync", "desk-bigin")
+        assert "Traceback" not in err
+        note_kill(workdir, killed, delay)
+        if not killed:
+            window = max(0.5, took)
+        served.faults({})
+        res = cli(workdir, "sync", "desk-bigin")
+        assert res.returncode == 0, res.stdout + res.stderr
+        desk = [(r["email"] or "").lower() for r in served.records("zoho_desk", "contacts", ("firstName", "lastName", "email"))]
+        bigin = [(r["Email"] or "").lower() for r in served.records("bigin")]
+        want = {r["email"] for r in desk_rows} | {r["Email"] for r in bigin_rows}
+        assert sorted(desk) == sorted(want), "Desk: duplicates or losses"
+        assert sorted(bigin) == sorted(want), "Bigin: duplicates or losses"
+        integrity_ok(workdir)
+        with sqlite3.connect(state_path(workdir)) as db:
+            assert db.execute("SELECT COUNT(*) FROM journal").fetchone()[0] == 0
+            assert db.execute("SELECT COUNT(*) FROM failures WHERE resolved = 0").fetchone()[0] == 0
+        survived += killed
+    count("crashes survived (sync SIGKILLed, rerun converged)", survived)
