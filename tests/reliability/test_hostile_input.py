@@ -216,3 +216,32 @@ def nothing_deployed(repo: Path) -> bool:
             return True
         return db.execute("SELECT COUNT(*) FROM deployed").fetchone()[0] == 0 and \
             db.execute("SELECT serial FROM store_info").fetchone()[0] == 0
+
+
+@pytest.mark.xfail(strict=True, reason="BUG-9: field templates (engine/sync/mapping.py) run in a plain "
+                   "ImmutableSandboxedEnvironment: `{{ record.X * 1000000000 }}` passes validate and allocates "
+                   "gigabytes per record in sync or `plan --preview` (file-level templates are bounded)")
+def test_a_field_template_cannot_build_huge_values(served, tmp_path):
+    import resource
+    import subprocess
+    import sys
+
+    from tests.reliability.conftest import cli_env, people
+
+    spec = write_specs(tmp_path, served.base, direction="left-to-right")
+    spec.write_text(spec.read_text().replace(
+        "        - {left: Last_Name, right: Last_Name}\n",
+        '        - {template: "{{ record.First_Name * 1000000000 }}", right: Last_Name}\n'))
+    assert cli(tmp_path, "apply", "--auto-approve", "--no-sync").returncode == 0
+    served.create("bigin", people("Tpl", 3))
+
+    def cap_memory():  # the guard of this test: without the fix the process would take 2 GB per record
+        resource.setrlimit(resource.RLIMIT_AS, (1_500_000_000, 1_500_000_000))
+
+    res = subprocess.run([sys.executable, "-m", "engine", "sync"], cwd=tmp_path, env=cli_env(), capture_output=True,
+                         text=True, preexec_fn=cap_memory, timeout=120)
+    count("hostile inputs tried")
+    no_traceback(res)
+    shown = cli(tmp_path, "failures").stdout
+    assert "MemoryError" not in shown, shown
+    assert "large" in shown, shown
