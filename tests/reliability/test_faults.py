@@ -144,7 +144,13 @@ def test_sandbox_killed_mid_run_is_a_clear_error_then_rerun_converges(served, tm
     expected = setup(tmp_path, served)
     served.faults({"latency_ms": 80})
     proc = spawn(tmp_path, "sync", "bigin-crm")
-    time.sleep(1.2)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:  # kill it once the writes have begun
+        calls = served.stats()["calls"]
+        if any(ops.get("create") for app in calls.values() for ops in app.values()):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before the server could be killed"
     served.kill()  # connection refused / reset from here on
     if outage_s is not None:
         time.sleep(outage_s)
