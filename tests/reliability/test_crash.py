@@ -309,3 +309,66 @@ def test_desk_sync_killed_at_random_points_converges(served, tmp_path):
             assert db.execute("SELECT COUNT(*) FROM failures WHERE resolved = 0").fetchone()[0] == 0
         survived += killed
     count("crashes survived (sync SIGKILLed, rerun converged)", survived)
+
+
+def test_in_process_sandbox_killed_with_the_sync_converges(tmp_path):
+    """`sandbox:` connections without base_url run the apps inside the syncform process: a SIGKILL
+    takes the apps' own SQLite writes down with the sync. Rerun: the same records in both, once."""
+    from engine.apps.registry import open_client
+    from engine.spec.model import Connection, SandboxOptions
+
+    rng = Rng(zlib.crc32(b"in-process"))
+    window = 1.0
+    survived = 0
+    for point in range(points(1)):
+        workdir = tmp_path / f"i{point}"
+        spec = write_specs(workdir, "x", direction="two-way")
+        spec.write_text(spec.read_text().replace("  base_url: x\n", ""))
+        run_to_end(workdir, "apply", "--auto-approve", "--no-sync", "--no-refresh")
+        conns = {app: Connection(name=name, app=app, sandbox=SandboxOptions())
+                 for app, name in (("bigin", "bigin"), ("zoho_crm", "crm"))}
+        for app, rows in (("bigin", people("Lft", 300) + people("Both", 30)),
+                          ("zoho_crm", people("Rgt", 150) + people("Both", 30))):
+            with open_client(conns[app], workdir=workdir) as c:
+                for i in range(0, len(rows), 100):
+                    assert all(r.ok for r in c.create_many("Contacts", rows[i:i + 100]))
+        delay = rng.uniform(0.4, window)
+        killed, err, took = kill_after(workdir, delay, "sync", "bigin-crm")
+        assert "Traceback" not in err
+        note_kill(workdir, killed, delay)
+        if not killed:
+            window = max(0.5, took)
+        run_to_end(workdir, "sync", "bigin-crm")
+        want = {r["Email"] for r in people("Lft", 300) + people("Rgt", 150) + people("Both", 30)}
+        for name in ("bigin", "crm"):  # the apps' own databases survived the kill too
+            with sqlite3.connect(workdir / ".syncform" / "sandbox" / f"{name}.db") as db:
+                assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        emails = read_in_process(workdir, conns)
+        for app in ("bigin", "zoho_crm"):
+            assert sorted(emails[app]) == sorted(want), (app, len(emails[app]), len(want))
+        integrity_ok(workdir)
+        quiet_rerun(workdir)
+        survived += killed
+    count("crashes survived (sync SIGKILLed, rerun converged)", survived)
+
+
+def read_in_process(workdir: Path, conns: dict) -> dict[str, list[str]]:
+    """Both apps' e-mails, read by a fresh process through the real clients (in-process sandbox)."""
+    import subprocess
+    import sys
+
+    from tests.reliability.conftest import cli_env
+
+    code = ("import json, sys\n"
+            "from engine.apps.registry import open_client\n"
+            "from engine.spec.model import Connection, SandboxOptions\n"
+            "out = {}\n"
+            "for app, name in (('bigin', 'bigin'), ('zoho_crm', 'crm')):\n"
+            "    with open_client(Connection(name=name, app=app, sandbox=SandboxOptions()), workdir='.') as c:\n"
+            "        out[app] = [(r.values.get('Email') or '').lower() for p in c.list_changed('Contacts', None,"
+            " fields=['Email']) for r in p]\n"
+            "print(json.dumps(out))\n")
+    res = subprocess.run([sys.executable, "-c", code], cwd=workdir, env=cli_env(), capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
