@@ -334,3 +334,9 @@ def reconcile(ctx: click.Context, paths: tuple[str, ...], prune: bool, allow_emp
             click.echo(f"[{run.number}] {sm.line()}")
             code = max(code, _report(run.result, run.plan))
     return code
+
+
+# `syncform state migrate` lives in engine/cli/state_migrate_cmd.py (issue 8: PostgreSQL state)
+from engine.cli.state_migrate_cmd import migrate as _state_migrate  # noqa: E402
+
+state.add_command(_state_migrate)

@@ -30,7 +30,13 @@ def _sqlite(tmp_path, clock):
     return open_store("sqlite:///.syncform/state.db", base=tmp_path, clock=clock)
 
 
-STORES = {"sqlite": _sqlite}
+def _postgres(tmp_path, clock):  # skipped, saying how to run it, unless SYNCFORM_TEST_POSTGRES names a server
+    from tests.state_pg.conftest import open_test_store
+
+    return open_test_store(tmp_path, clock)
+
+
+STORES = {"sqlite": _sqlite, "postgres": _postgres}
 
 
 @pytest.fixture
