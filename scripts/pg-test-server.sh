@@ -6,7 +6,7 @@
 #   scripts/pg-test-server.sh url     print the URL of the running one
 #   scripts/pg-test-server.sh stop    stop it and remove its directory
 #
-# Then: SYNCFORM_TEST_POSTGRES=$(scripts/pg-test-server.sh start) .venv/bin/python -m pytest tests/state_pg
+# Then: SYNCFORM_TEST_POSTGRES=$(scripts/pg-test-server.sh start) .venv/bin/python -m pytest tests/state tests/state_pg
 #
 # The cluster lives in a fresh temporary directory owned by an unprivileged user (syncform-pg, created
 # when needed, else nobody; the current user when not root), listens on 127.0.0.1 only, on a free port,
