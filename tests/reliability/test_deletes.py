@@ -49,7 +49,7 @@ OUTAGES = {
 
 
 OUTAGE_CASES = [(o, f) for o in sorted(OUTAGES) for f in (False, True)]
-DEFAULT_OUTAGES = {("empty-204", False), ("empty-data", True), ("first-page-only", False)}
+DEFAULT_OUTAGES = {("empty-204", False), ("first-page-only", True)}
 
 
 @pytest.mark.parametrize("outage,full", [
@@ -121,7 +121,8 @@ def test_max_deletes_counts_the_whole_run_not_each_page(served, tmp_path):
     assert len(served.records("zoho_crm")) == len(expected) - 4
 
 
-@pytest.mark.parametrize("on_delete", ["unlink", "delete"])
+@pytest.mark.parametrize("on_delete", ["unlink", pytest.param("delete", marks=() if LONG else pytest.mark.skip(
+    reason="long variant: SYNCFORM_RELIABILITY_LONG=1"))])
 def test_a_deleted_record_is_never_revived(served, tmp_path, on_delete):
     expected = deployed(served, tmp_path, n_left=15, n_right=3,
                         on_delete=f"      on_delete: {{left: {on_delete}, right: {on_delete}}}\n")
