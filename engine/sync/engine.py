@@ -17,8 +17,10 @@ deleted feeds, never from a record's absence) and the cursors stay where they we
 
 from __future__ import annotations
 
+import collections
 import logging
-from collections.abc import Callable, Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -44,6 +46,7 @@ SETTLE = timedelta(seconds=2)
 OVERLAP = timedelta(0)  # extra re-read window behind each cursor (0: the boundary rule above suffices)
 SECOND = timedelta(seconds=1)
 BATCH = 100
+READ_AHEAD = 50  # left pages (10,000 records) read while the right side is read, before planning starts
 SEARCH_LIMIT = 20  # unlinked records per module run looked up by search; beyond, the other side is read once
 Progress = Callable[[str, str, int, int | None], None]  # (module, phase, done, total)
 
@@ -270,11 +273,18 @@ class ModuleRun:
         if self.initial or self.r.retry is not None:
             return  # nothing is linked yet: the deleted feeds cannot matter
         try:
+            since: dict[str, datetime | None] = {}
             for side in ("left", "right"):
-                since = _parse(self.store.get_cursor(self.name, self.module.name, side, "deleted"))
-                since = since - OVERLAP if since else None
-                for page in self.r.clients[side].list_deleted(self.api(side), since):
-                    self.deleted[side].extend(page)
+                s = _parse(self.store.get_cursor(self.name, self.module.name, side, "deleted"))
+                since[side] = s - OVERLAP if s else None
+
+            def feed(side: str) -> list[Any]:
+                return [d for page in self.r.clients[side].list_deleted(self.api(side), since[side]) for d in page]
+
+            with ThreadPoolExecutor(max_workers=2) as pool:  # the two apps' deleted feeds at the same time
+                feeds = {side: pool.submit(feed, side) for side in ("left", "right")}
+                for side in ("left", "right"):
+                    self.deleted[side].extend(feeds[side].result())
             links = {s: self.store.get_links(self.name, self.module.name, side=s,
                                              ids=[d.id for d in self.deleted[s]]) for s in ("left", "right")}
             assoc: dict[tuple[str, str], int] = {}
@@ -315,7 +325,11 @@ class ModuleRun:
                 self.rep.status = "halted"
                 self.rep.message = self.r.report.message
             ex.execute(ops)
-            self.sync_changes(ex)
+            try:
+                self.sync_changes(ex)
+            finally:
+                if self.ahead is not None:
+                    self.ahead.close()
             if not self.r.dry_run and self.r.retry is None:
                 self.move_cursors()
         except AppError as exc:
@@ -327,6 +341,8 @@ class ModuleRun:
                 self.rep.api_calls += self.r.calls(s) - self.calls0[s]
             if not self.r.dry_run:
                 self.finish_history()
+
+    ahead: "_ReadAhead | None" = None
 
     def sync_changes(self, ex: "Executor") -> None:
         full = self.initial or self.r.full
@@ -347,6 +363,12 @@ class ModuleRun:
         floor = self.r.now - timedelta(days=self.module.created_within_days) if full else None
         self.floor = floor
         older: dict[str, Record] = {}
+        # the left side is read ahead by a thread from now on: while the right side is read (up to
+        # READ_AHEAD pages wait in memory until the right is indexed), then two pages ahead of planning
+        self.read_start["left"] = _now(self.r.clock)
+        self.ahead = None if skip["left"] else _ReadAhead(self.r.clients["left"].list_changed(
+            self.api("left"), since["left"], fields=self.m.fields("left"),
+            filter=self.r.filter_for("left", self.module, False)), limit=READ_AHEAD)
         for page in ([] if skip["right"] else self.r.clients["right"].list_changed(
                 self.api("right"), since["right"], fields=self.m.fields("right"),
                 filter=self.r.filter_for("right", self.module, False))):
@@ -376,10 +398,9 @@ class ModuleRun:
         self.full_index = {"left": full, "right": full}
         # stream the left side: plan and execute page by page
         n = 0
-        self.read_start["left"] = _now(self.r.clock)
-        pages = [] if skip["left"] else self.r.clients["left"].list_changed(
-            self.api("left"), since["left"], fields=self.m.fields("left"),
-            filter=self.r.filter_for("left", self.module, False))
+        if self.ahead is not None:
+            self.ahead.set_limit(2)
+        pages = [] if self.ahead is None else self.ahead
         extra: dict[str, Record] = {}
         deferred: list[Op] = []
         buffer = _Buffer(ex, BATCH * max(self.r.concurrency("left"), self.r.concurrency("right")))
@@ -565,6 +586,67 @@ class ModuleRun:
             self.store.put_links(self.name, self.module.name, found_links)
 
 
+class _ReadAhead:
+    """The pages of ``pages`` read by a background thread ahead of the consumer: the next page is on
+    the wire while this one is planned and written (page tokens make reads of one side serial).
+    At most ``limit`` pages wait in memory (None: no limit)."""
+
+    def __init__(self, pages: Iterable[list[Record]], *, limit: int | None = 2):
+        self.limit = limit
+        self._cv = threading.Condition()
+        self._buf: collections.deque[list[Record]] = collections.deque()
+        self._done = False
+        self._stop = False
+        self._exc: BaseException | None = None
+        self._thread = threading.Thread(target=self._produce, args=(pages,), name="syncform-read-ahead",
+                                        daemon=True)
+        self._thread.start()
+
+    def _produce(self, pages: Iterable[list[Record]]) -> None:
+        try:
+            for page in pages:
+                with self._cv:
+                    while not self._stop and self.limit is not None and len(self._buf) >= self.limit:
+                        self._cv.wait()
+                    if self._stop:
+                        return
+                    self._buf.append(page)
+                    self._cv.notify_all()
+        except BaseException as exc:  # raised in the consumer, after the pages read before it
+            with self._cv:
+                self._exc = exc
+        finally:
+            with self._cv:
+                self._done = True
+                self._cv.notify_all()
+
+    def set_limit(self, limit: int | None) -> None:
+        with self._cv:
+            self.limit = limit
+            self._cv.notify_all()
+
+    def __iter__(self) -> Iterator[list[Record]]:
+        while True:
+            with self._cv:
+                while not self._buf and not self._done:
+                    self._cv.wait()
+                if self._buf:
+                    page = self._buf.popleft()
+                    self._cv.notify_all()
+                elif self._exc is not None:
+                    raise self._exc
+                else:
+                    return
+            yield page
+
+    def close(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._buf.clear()
+            self._cv.notify_all()
+        self._thread.join(timeout=10)
+
+
 def _chain(*iterables):
     for it in iterables:
         yield from it
@@ -584,10 +666,24 @@ class _Buffer:
         self.ops.extend(ops)
         self.writes += sum(1 for o in ops if o.kind in ("create", "update", "delete"))
         if self.writes >= self.limit:
-            self.flush()
+            self.flush(whole_batches=True)
 
-    def flush(self) -> None:
+    def flush(self, whole_batches: bool = False) -> None:
+        """Execute the collected ops; with ``whole_batches``, keep back each target and operation's
+        partial batch (and the rest of its pairs) for later, so partial batches are sent once, at the end."""
         ops, self.ops, self.writes = self.ops, [], 0
+        if whole_batches:
+            writes = [o for o in ops if o.kind in ("create", "update", "delete")]
+            groups: dict[tuple[str, str], list[Op]] = {}
+            for o in writes:
+                groups.setdefault((o.target, o.kind), []).append(o)
+            keep = {id(o) for g in groups.values() for o in g[len(g) - len(g) % BATCH:]}
+            pairs = {o.pair for o in writes if id(o) in keep and o.pair}
+            now: list[Op] = []
+            for o in ops:
+                (self.ops if id(o) in keep or (o.pair and o.pair in pairs) else now).append(o)
+            self.writes = sum(1 for o in self.ops if o.kind in ("create", "update", "delete"))
+            ops = now
         self.ex.execute(ops)
 
 

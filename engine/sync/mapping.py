@@ -15,6 +15,7 @@ CRM/Bigin ISO with offset (``2023-05-10T01:10:47+00:00``), Desk ISO millis Z
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -255,6 +256,12 @@ def render(value: Any, kind: str, app: str, info: FieldInfo | None = None) -> An
     return value if isinstance(value, str) else str(value)
 
 
+_NON_DIGITS = re.compile(r"\D+")
+# kinds whose text values pass through neutral() and render() unchanged (see _convert's fast path)
+_NOT_PLAIN = frozenset(("datetime", "date", "integer", "decimal", "boolean", "multiselect", "picklist", "lookup",
+                        "owner"))
+
+
 def comparable(value: Any, kind: str) -> Any:
     """A normal form for equality on one side: formatting differences are not changes."""
     try:
@@ -266,7 +273,7 @@ def comparable(value: Any, kind: str) -> Any:
     if kind == "email":
         return str(n).strip().lower()
     if kind == "phone":
-        return "".join(ch for ch in str(n) if ch.isdigit())
+        return _NON_DIGITS.sub("", str(n))
     if kind == "datetime":
         return int(n.timestamp())
     if kind == "date":
@@ -309,6 +316,7 @@ class ModuleMapper:
         self._info: dict[tuple[str, str], FieldInfo] = {}
         self._env = None
         self._fields: dict[str, tuple[str, ...]] = {}
+        self._plain: dict[tuple[str, str, str], bool] = {}
         maps = list(module.fields)
         if not maps:
             maps = self._auto_fields()
@@ -420,6 +428,8 @@ class ModuleMapper:
 
     # -- compare --
     def same(self, side: str, name: str, a: Any, b: Any) -> bool:
+        if a == b:  # equal values have equal normal forms: no need to normalise (the echo and no-op paths)
+            return True
         kind = self.info(side, name).kind
         return comparable(a, kind) == comparable(b, kind)
 
@@ -462,6 +472,14 @@ class ModuleMapper:
         return out
 
     def _convert(self, src_side: str, s_name: str, t_name: str, value: Any, fl: Flow) -> Any:
+        if value.__class__ is str and not fl.fm.values:
+            plain = self._plain.get((src_side, s_name, t_name))
+            if plain is None:
+                plain = self._plain[(src_side, s_name, t_name)] = \
+                    self.info(src_side, s_name).kind not in _NOT_PLAIN and \
+                    self.info(other(src_side), t_name).kind not in _NOT_PLAIN
+            if plain:  # text to text: neutral() and render() would hand the string back unchanged
+                return value if value != "" else None
         tgt_side = other(src_side)
         si, ti = self.info(src_side, s_name), self.info(tgt_side, t_name)
         tgt_app = self.apps[tgt_side]
