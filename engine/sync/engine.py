@@ -27,7 +27,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from engine.apps.base import AppClient, ListFilter, Record, WriteResult
-from engine.errors import AppError, SyncError
+from engine.errors import AppError, AuthError, SyncError
 from engine.spec.model import Integration, Module
 from engine.state.base import Failure, JournalEntry, Link, RunRecord, StateStore
 from engine.sync.mapping import (
@@ -524,11 +524,21 @@ class ModuleRun:
                 dseen = max((d.deleted_at for d in self.deleted[side]), default=None)
                 if self.r.halt_deletes and any(o.kind == "delete" for o in self.delete_ops):
                     dseen = None  # held-back deletes are read again next run
-                dval = max(x for x in (dprev, dseen) if x is not None) if (dprev or dseen) else self.r.now
+                # the apps' deleted times have whole seconds: a first cursor at the run's clock (with
+                # microseconds) would hide a delete made later in that same second, for good
+                dval = max(x for x in (dprev, dseen) if x is not None) if (dprev or dseen) else \
+                    (self.r.now - SETTLE).replace(microsecond=0)
                 self.store.set_cursor(self.name, self.module.name, side, _fmt(dval), "deleted")
 
     # -- history -------------------------------------------------------------------------------------
     def start_history(self) -> None:
+        # runs of this module still "running" were left by a process that died (runs are serialised by
+        # the state lock): say so, instead of showing them in progress forever
+        for old in self.store.list_runs(self.name):
+            if old.status == "running" and old.module == self.module.name and old.id is not None:
+                self.store.finish_run(replace(old, ended=_now(self.r.clock), status="interrupted",
+                                              message="stopped before the end (the process was killed); "
+                                                      "a later run picked its work up"))
         for d in ("left-to-right", "right-to-left"):
             rr = RunRecord(id=None, integration=self.name, module=self.module.name, direction=d,
                            started=_now(self.r.clock), status="running")
@@ -583,7 +593,11 @@ class ModuleRun:
                                     left_values=snap_s if src == "left" else snap_t,
                                     right_values=snap_t if src == "left" else snap_s))
         if found_links:
-            self.store.put_links(self.name, self.module.name, found_links)
+            with self.store.transaction():
+                self.store.put_links(self.name, self.module.name, found_links)
+                for side in ("left", "right"):
+                    self.store.resolve_failures(self.name, self.module.name, side,
+                                                [getattr(link, f"{side}_id") for link in found_links])
 
 
 class _ReadAhead:
@@ -691,6 +705,16 @@ def _plan(inp: PlanInput, order: tuple[str, ...], done: dict[str, set[str]]) -> 
     return plan_changes(inp, order, done)
 
 
+class _LazyRedactor:
+    def redact(self, text: str) -> str:
+        from engine.apps.http import REDACTOR as real  # an app's message may echo credentials
+
+        return real.redact(text)
+
+
+REDACTOR = _LazyRedactor()
+
+
 class Executor:
     """Carries ops out: batched, journalled, concurrent up to the connection limit; commits as it goes."""
 
@@ -744,6 +768,7 @@ class Executor:
                         link = replace(link, **{f"{op.target}_id": res.id or ""}, synced_at=now)
                     if link is not None:
                         put.append(replace(link, synced_at=now))
+                        resolved[op.target].append(getattr(link, f"{op.target}_id"))  # its partner too
                     resolved[src].append(op.source_id or "")
             else:
                 code = MANDATORY_MISSING if res.code in ("MANDATORY_NOT_FOUND", "MANDATORY_MISSING") else REJECTED_BY_APP
@@ -752,7 +777,8 @@ class Executor:
                                         side=src if op.kind != "delete" else op.target,
                                         record_id=(op.source_id if op.kind != "delete" else op.target_id) or "",
                                         code=code, app_code=res.code,
-                                        message=(res.message or res.code) + (f" (field {res.field})" if res.field else ""),
+                                        message=REDACTOR.redact((res.message or res.code)
+                                                                + (f" (field {res.field})" if res.field else "")),
                                         first_seen=now, last_seen=now))
         for op in ops:
             if op.kind == "link":
@@ -760,6 +786,9 @@ class Executor:
                     self.count(op)
                 put.append(replace(op.link, synced_at=now))  # type: ignore[arg-type]
                 resolved[op.side].append(op.source_id or "")
+                if op.code != "refresh" and op.link is not None:  # linked: neither side is failing any more
+                    resolved["left"].append(op.link.left_id)
+                    resolved["right"].append(op.link.right_id)
             elif op.kind == "unlink":
                 self.count(op)
                 src = other(op.target)
@@ -827,7 +856,8 @@ class Executor:
                 for i, res in zip(idxs, fut.result()):
                     results[i] = res
         # transient per-record failures (429/5xx for that record): one more attempt
-        retry = [i for i, r in enumerate(results) if r is not None and not r.ok and r.transient]
+        retry = [i for i, r in enumerate(results) if r is not None and not r.ok and r.transient
+                 and not r.details.get("may_have_landed")]  # those wait for the journal's look-up
         if retry:
             again: dict[tuple[str, str], list[int]] = {}
             for i in retry:
@@ -858,8 +888,8 @@ class Executor:
             else:
                 res = client.delete_many(api, [o.target_id or "" for o in ops])
         except AppError as exc:
-            if exc.transient:
-                raise
+            if exc.transient or isinstance(exc, AuthError):
+                raise  # refused credentials are the run's failure, not each record's
             res = [WriteResult(ok=False, code=exc.code or type(exc).__name__, message=str(exc)) for _ in ops]
         if len(res) != len(ops):
             raise SyncError(f"{target} {api} {kind}: {len(res)} results for {len(ops)} records")

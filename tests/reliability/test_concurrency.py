@@ -135,8 +135,6 @@ def test_a_lock_left_by_a_killed_sync_is_taken_over(served, tmp_path):
     integrity_ok(tmp_path)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-3: `syncform sync` takes over a lock left by a dead process silently "
-                   "(LockInfo.note is printed by apply only), so nobody learns that a run was killed")
 def test_a_sync_that_takes_over_a_dead_lock_says_so(served, tmp_path):
     deploy_with_data(served, tmp_path, n=100)
     assert cli(tmp_path, "apply", "--auto-approve", "--no-sync").returncode == 0

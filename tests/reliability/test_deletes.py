@@ -12,7 +12,6 @@ import pytest
 
 from tests.reliability.conftest import LONG, by_email, cli, count, integrity_ok, no_traceback, people, state_path, write_specs
 
-SAME_SECOND_GAP = 1.1
 DELETE_BOTH = "      on_delete: {left: delete, right: delete}\n"
 
 
@@ -24,7 +23,6 @@ def deployed(served, tmp_path, base=None, *, guards="", on_delete=DELETE_BOTH, n
     assert res.returncode == 0, res.stdout + res.stderr
     expected = by_email(people("Del", n_left) + people("Kee", n_right))
     assert by_email(served.records("bigin")) == expected == by_email(served.records("zoho_crm"))
-    time.sleep(SAME_SECOND_GAP)  # see BUG-7: a delete in the same second as the last run's start is lost
     return expected
 
 
@@ -147,10 +145,6 @@ def test_a_deleted_record_is_never_revived(served, tmp_path, on_delete):
         assert db.execute("SELECT COUNT(*) FROM failures WHERE resolved = 0").fetchone()[0] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-7: engine/sync/engine.py starts the deleted-feed cursor at the first "
-                   "run's clock with microseconds (OVERLAP = 0) while the apps' deleted_time has whole seconds: a "
-                   "record deleted later in that same second reads as older than the cursor and its delete never "
-                   "reaches the other side (the partner stays forever)")
 def test_a_delete_in_the_same_second_as_the_first_run_is_not_lost(served, tmp_path, monkeypatch):
     """The first run starts at second S + 0.9 (its clock is injected: the one thing the CLI cannot
     pin); records deleted right after it, still in second S, must be deleted on the other side by the
