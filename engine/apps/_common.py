@@ -50,7 +50,7 @@ class ClientBase:
 def batch_failed(exc: AppError, size: int) -> list[WriteResult]:
     """One failed ``WriteResult`` per record of a batch whose request failed as a whole."""
     return [WriteResult(ok=False, code=exc.code or type(exc).__name__, message=str(exc),
-                        transient=exc.transient, details={"request_level": True})
+                        transient=exc.transient, details={**exc.details, "request_level": True})
             for _ in range(size)]
 
 

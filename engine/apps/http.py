@@ -117,6 +117,9 @@ class Redactor:
 
 REDACTOR = Redactor()
 
+# operations that must not be sent twice when the request may have landed (a lost answer)
+NOT_IDEMPOTENT = frozenset({"create", "upsert"})
+
 
 class RedactingFilter(logging.Filter):
     """Scrubs known secrets from a record's message and arguments (installed once, below)."""
@@ -311,10 +314,16 @@ class HttpLayer:
             except httpx.TimeoutException as exc:
                 failure = TransientAppError(self.redact(f"{self.where(module, op)}: timed out "
                                                         f"({type(exc).__name__})"), app=self.app, code="TIMEOUT")
+                if op in NOT_IDEMPOTENT and not isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)):
+                    failure.details["may_have_landed"] = True
+                    raise failure  # sent again, a create that landed would be created twice
             except httpx.TransportError as exc:
                 failure = TransientAppError(self.redact(f"{self.where(module, op)}: connection failed "
                                                         f"({type(exc).__name__}: {exc})"), app=self.app,
                                             code="CONNECTION_ERROR")
+                if op in NOT_IDEMPOTENT and not isinstance(exc, httpx.ConnectError):
+                    failure.details["may_have_landed"] = True
+                    raise failure  # the request was sent: it may have landed
             except httpx.HTTPError as exc:
                 raise TerminalAppError(self.redact(f"{self.where(module, op)}: request failed "
                                                    f"({type(exc).__name__}: {exc})"), app=self.app,

@@ -124,9 +124,6 @@ def test_connection_resets_then_correct_data_on_rerun(served, proxy, tmp_path):
     integrity_ok(tmp_path)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-8: records that failed (DUPLICATE_DATA after a retried create) and "
-                   "are later linked from the other side's read stay open in the failure log forever: `failures` "
-                   "lists records that are in sync")
 def test_connection_resets_leave_no_stale_failures(served, proxy, tmp_path):
     expected, _ = reset_scenario(served, proxy, tmp_path)
     for _ in range(2):
@@ -170,9 +167,7 @@ def test_sandbox_killed_mid_run_is_a_clear_error_then_rerun_converges(served, tm
     integrity_ok(tmp_path)
 
 
-@pytest.mark.parametrize("after", [1, pytest.param(4, marks=pytest.mark.xfail(strict=True, reason=(
-    "BUG-2: an AuthError raised by a write batch is turned into per-record failures coded REJECTED_BY_APP "
-    "(app code invalid_code); the module ends 'ok' and `sync` exits 0 although the credentials are revoked")))],
+@pytest.mark.parametrize("after", [1, 4],
     ids=["during-reads", "during-writes"])
 def test_token_revoked_mid_run_is_a_typed_error_and_recorded(served, proxy, tmp_path, after):
     """The refresh token is revoked (and every access token expired) after the N-th API call: the run
@@ -316,9 +311,6 @@ def test_a_batch_that_half_succeeds(served, tmp_path):
     assert_converged(served, expected)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-1: engine/apps/http.py retries a POST create after the connection "
-                   "dropped post-send (ReadError/RemoteProtocolError/ReadTimeout): the landed batch is created "
-                   "twice, reported 'created 150', no failure; the journal cannot find records without match-key values")
 def test_a_dropped_create_is_not_repeated_for_records_without_a_unique_key(served, proxy, tmp_path):
     """A create whose answer is lost (connection reset after the request landed) must not be sent
     blindly again: for records the app has no unique constraint on (no e-mail), a second POST is a
