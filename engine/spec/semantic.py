@@ -82,6 +82,11 @@ def _check_connection(conn: Connection, doc: Document, out: _Out) -> None:
     if conn.base_url and "@" in conn.base_url.split("://", 1)[-1].split("/", 1)[0]:
         out.error(doc.at(("spec", "base_url")), "base_url holds credentials (user:password@): secrets must be "
                   "references, {env: NAME} or {file: PATH}, in auth", "inline-secret")
+    for key, ref in conn.auth:
+        if ref.kind == "file" and (ref.ref.startswith(("/", "\\", "~")) or ".." in ref.ref.replace("\\", "/").split("/")):
+            out.error(doc.at(("spec", "auth", key, "file")),
+                      f'secret file "{ref.ref}" is outside the repository: give a path relative to the repository '
+                      "root, without .. (and keep the file out of git)", "secret-path")
     if conn.sandbox is None and not conn.auth:
         out.error(doc.key_at(("spec",)), f'connection "{conn.name}" needs either sandbox: (the built-in local app) '
                   "or auth: {client_id, client_secret, refresh_token}", "no-auth")

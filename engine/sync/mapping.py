@@ -526,12 +526,20 @@ class ModuleMapper:
 
     def _template(self, template: str, src_values: Mapping[str, Any]) -> str:
         if self._env is None:
-            from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-            self._env = ImmutableSandboxedEnvironment(autoescape=False)
+            self._env = _bounded_environment()
         try:
             ctx = {k.replace(".", "_"): v for k, v in src_values.items()}
-            return self._env.from_string(template).render(record=dict(src_values), **ctx)
+            out: list[str] = []
+            size = 0
+            for chunk in self._env.from_string(template).generate(record=dict(src_values), **ctx):
+                size += len(chunk)
+                if size > MAX_TEMPLATE_OUTPUT:
+                    raise MapError(INVALID_VALUE, f"template failed: its value is too large (more than "
+                                                  f"{MAX_TEMPLATE_OUTPUT:,} characters)")
+                out.append(chunk)
+            return "".join(out)
+        except MapError:
+            raise
         except Exception as exc:  # jinja2 errors, sandbox violations
             raise MapError(INVALID_VALUE, f"template failed: {type(exc).__name__}: {exc}") from None
 
@@ -584,3 +592,28 @@ class ModuleMapper:
 
     def _targets(self, tgt_side: str) -> set[str]:
         return {n for fl in self.flows[other(tgt_side)] for n in fl.tgt}
+
+
+MAX_TEMPLATE_OUTPUT = 100_000  # characters a field template may produce for one record
+MAX_TEMPLATE_SEQ = 100_000  # longest string/list a field template may build with * or **
+
+
+def _bounded_environment() -> Any:
+    """The sandbox of field templates: no internals (ImmutableSandboxedEnvironment), and no value a
+    spec could blow up to gigabytes per record (``*``/``**`` bounded, like file-level templates)."""
+    from jinja2.exceptions import SecurityError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class _Env(ImmutableSandboxedEnvironment):
+        intercepted_binops = frozenset(["*", "**"])
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            if operator == "**" and isinstance(right, (int, float)) and abs(right) > 64:
+                raise SecurityError("exponent too large in a template")
+            if operator == "*":
+                for seq, n in ((left, right), (right, left)):
+                    if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > MAX_TEMPLATE_SEQ:
+                        raise SecurityError("a template may not build values this large")
+            return super().call_binop(context, operator, left, right)
+
+    return _Env(autoescape=False)
