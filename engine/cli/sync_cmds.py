@@ -93,6 +93,8 @@ def sync(ctx: click.Context, name: str | None, modules: tuple[str, ...], full: b
         reports = []
         failed = False
         lock = None if dry_run else store.acquire_lock("sync")
+        if lock is not None and lock.note:
+            click.echo(f"Note: {lock.note}", err=True)
         try:
             for integ in integrations:
                 bar = _Bar()
@@ -216,6 +218,8 @@ def retry(ctx: click.Context, args: tuple[str, ...], all_: bool) -> int:
         integrations = deployed_integrations(store, name)
         failed = False
         lock = store.acquire_lock("retry")
+        if lock.note:
+            click.echo(f"Note: {lock.note}", err=True)
         try:
             for integ in integrations:
                 rep = retry_failures(integ, store=store, left=session.client(integ.left.connection),

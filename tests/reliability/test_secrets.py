@@ -134,8 +134,6 @@ def test_no_planted_secret_leaves_memory(served, proxy, tmp_path):
     assert not leaks, leaks
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-6: a per-record error message from an app is not redacted: an app "
-                   "that echoes the access/refresh token in it puts them in the failure log and `failures` output")
 def test_an_app_echoing_credentials_in_an_error_leaks_nothing(served, proxy, tmp_path):
     leaks = run_everything(served, proxy, tmp_path, echo=True, commands=[
         ("apply", "--auto-approve"), ("failures",), ("failures", "--json"), ("--debug", "sync")])
@@ -155,8 +153,6 @@ def test_the_state_and_its_caches_are_owner_only(tmp_path):
     assert stat.S_IMODE((repo / ".syncform").stat().st_mode) & 0o077 == 0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG-5: plan -out writes the saved plan with the process umask "
-                   "(0644, or 0666 under umask 000) instead of 0600")
 def test_saved_plans_are_owner_only_whatever_the_umask(tmp_path):
     """A saved plan holds the deployed spec (references only) but is still the team's configuration:
     it is created 0600 even when the user's umask would make it world-readable."""
