@@ -450,13 +450,18 @@ class ZohoApi:
         return d
 
     # metadata ---------------------------------------------------------------------------------
-    def settings_fields(self, req: Request, sub: str | None) -> Response:
+    def _module_param(self, req: Request, op: str) -> ModuleCatalog:
+        """The module named by the required ``module`` query parameter of a settings call, counted."""
         name = req.query.get("module")
         if not name:
             raise err(400, "REQUIRED_PARAM_MISSING", "One of the expected parameter is missing",
                       {"param_name": "module"})
         mod = self.module(name)
-        self.ctx.stats.call(self.app, mod.api_name, "fields")
+        self.ctx.stats.call(self.app, mod.api_name, op)
+        return mod
+
+    def settings_fields(self, req: Request, sub: str | None) -> Response:
+        mod = self._module_param(req, "fields")
         out = []
         for f in mod.fields:
             if sub and field_id(self.app, mod.api_name, f.api_name) != sub:
@@ -518,12 +523,7 @@ class ZohoApi:
         return out
 
     def custom_views(self, req: Request, vid: str | None) -> Response:
-        name = req.query.get("module")
-        if not name:
-            raise err(400, "REQUIRED_PARAM_MISSING", "One of the expected parameter is missing",
-                      {"param_name": "module"})
-        mod = self.module(name)
-        self.ctx.stats.call(self.app, mod.api_name, "views")
+        mod = self._module_param(req, "views")
         views = [{k: v for k, v in x.items() if not k.startswith("_")} for x in self.views(mod)]
         if vid is not None:
             one = [v for v in views if v["id"] == vid]
