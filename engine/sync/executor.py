@@ -1,0 +1,256 @@
+"""Carrying a run's ops out: write batches journalled, sent concurrently up to the connection limit,
+then links, failures and the journal committed in one transaction per executed set of ops."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Callable
+
+from engine.apps.base import WriteResult
+from engine.errors import AppError, AuthError, SyncError
+from engine.state.base import Failure, JournalEntry, Link
+from engine.sync.mapping import CONFLICT_SKIPPED, MANDATORY_MISSING, REJECTED_BY_APP, other
+from engine.sync.plan import TOMBSTONE, Op
+from engine.sync.report import OP_TO_COUNT, SAMPLES_PER_KIND, sample_of
+
+if TYPE_CHECKING:
+    from engine.sync.engine import ModuleRun
+
+BATCH = 100  # records per write call (the apps' limit)
+
+
+def _now(clock: Callable[[], datetime] | None) -> datetime:
+    t = clock() if clock else datetime.now(timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def _direction(target: str) -> str:
+    return "left-to-right" if target == "right" else "right-to-left"
+
+
+class _Buffer:
+    """Ops collected across pages and executed once enough writes make full batches (the floor counts
+    ⌈writes/100⌉, not one partial batch per page). Bounded: ``limit`` writes at most."""
+
+    def __init__(self, ex: "Executor", limit: int):
+        self.ex = ex
+        self.limit = max(BATCH, limit)
+        self.ops: list[Op] = []
+        self.writes = 0
+
+    def add(self, ops: list[Op]) -> None:
+        self.ops.extend(ops)
+        self.writes += sum(1 for o in ops if o.kind in ("create", "update", "delete"))
+        if self.writes >= self.limit:
+            self.flush(whole_batches=True)
+
+    def flush(self, whole_batches: bool = False) -> None:
+        """Execute the collected ops; with ``whole_batches``, keep back each target and operation's
+        partial batch (and the rest of its pairs) for later, so partial batches are sent once, at the end."""
+        ops, self.ops, self.writes = self.ops, [], 0
+        if whole_batches:
+            writes = [o for o in ops if o.kind in ("create", "update", "delete")]
+            groups: dict[tuple[str, str], list[Op]] = {}
+            for o in writes:
+                groups.setdefault((o.target, o.kind), []).append(o)
+            keep = {id(o) for g in groups.values() for o in g[len(g) - len(g) % BATCH:]}
+            pairs = {o.pair for o in writes if id(o) in keep and o.pair}
+            now: list[Op] = []
+            for o in ops:
+                (self.ops if id(o) in keep or (o.pair and o.pair in pairs) else now).append(o)
+            self.writes = sum(1 for o in self.ops if o.kind in ("create", "update", "delete"))
+            ops = now
+        self.ex.execute(ops)
+
+
+class _LazyRedactor:
+    def redact(self, text: str) -> str:
+        from engine.apps.http import REDACTOR as real  # an app's message may echo credentials
+
+        return real.redact(text)
+
+
+REDACTOR = _LazyRedactor()
+
+
+class Executor:
+    """Carries ops out: batched, journalled, concurrent up to the connection limit; commits as it goes."""
+
+    def __init__(self, mr: ModuleRun):
+        self.mr = mr
+        self.r = mr.r
+        self.store = mr.store
+        self.name = mr.name
+        self.module = mr.module
+
+    def count(self, op: Op, kind: str | None = None) -> None:
+        k = OP_TO_COUNT[kind or op.kind]
+        d = _direction(op.target) if op.kind not in ("fail", "skip") else \
+            ("left-to-right" if op.target == "left" else "right-to-left")
+        self.mr.rep.add(d, k)
+        if len(self.mr.rep.samples.get(kind or op.kind, ())) < SAMPLES_PER_KIND:
+            kinds = {n: self.mr.m.info(op.target, n).kind for n in op.values}
+            self.mr.rep.sample(kind or op.kind, sample_of(op, kinds))
+
+    def execute(self, ops: list[Op]) -> None:
+        if not ops:
+            return
+        if self.r.dry_run:
+            for op in ops:
+                if op.kind == "link" and op.code == "refresh":
+                    continue
+                self.count(op)
+            return
+        writes = [o for o in ops if o.kind in ("create", "update", "delete")]
+        results = self.send(writes)
+        pair_ok: dict[str, bool] = {}
+        for op, res in zip(writes, results):
+            if op.pair:
+                pair_ok[op.pair] = pair_ok.get(op.pair, True) and res[0].ok
+        put: list[Link] = []
+        failures: list[Failure] = []
+        resolved: dict[str, list[str]] = {"left": [], "right": []}
+        unlink: dict[str, list[str]] = {"left": [], "right": []}
+        now = _now(self.r.clock)
+        done_pairs: set[str] = set()
+        for op, (res, _entry) in zip(writes, results):
+            src = other(op.target)
+            if res.ok:
+                self.count(op)
+                if op.kind == "delete":
+                    unlink[src].append(op.source_id or "")
+                elif pair_ok.get(op.pair) and op.pair not in done_pairs:
+                    done_pairs.add(op.pair)
+                    link = op.link
+                    if op.kind == "create" and link is not None:
+                        link = replace(link, **{f"{op.target}_id": res.id or ""}, synced_at=now)
+                    if link is not None:
+                        put.append(replace(link, synced_at=now))
+                        resolved[op.target].append(getattr(link, f"{op.target}_id"))  # its partner too
+                    resolved[src].append(op.source_id or "")
+            else:
+                code = MANDATORY_MISSING if res.code in ("MANDATORY_NOT_FOUND", "MANDATORY_MISSING") else REJECTED_BY_APP
+                self.count(op, "fail")
+                failures.append(Failure(id=None, integration=self.name, module=self.module.name,
+                                        side=src if op.kind != "delete" else op.target,
+                                        record_id=(op.source_id if op.kind != "delete" else op.target_id) or "",
+                                        code=code, app_code=res.code,
+                                        message=REDACTOR.redact((res.message or res.code)
+                                                                + (f" (field {res.field})" if res.field else "")),
+                                        first_seen=now, last_seen=now))
+        for op in ops:
+            if op.kind == "link":
+                if op.code != "refresh":
+                    self.count(op)
+                put.append(replace(op.link, synced_at=now))  # type: ignore[arg-type]
+                resolved[op.side].append(op.source_id or "")
+                if op.code != "refresh" and op.link is not None:  # linked: neither side is failing any more
+                    resolved["left"].append(op.link.left_id)
+                    resolved["right"].append(op.link.right_id)
+            elif op.kind == "unlink":
+                self.count(op)
+                src = other(op.target)
+                unlink[src].append(op.source_id or "")
+                if op.code != "both-deleted":  # the partner stays: keep a tombstone so it is never revived
+                    lid = TOMBSTONE + (op.source_id or "") if src == "left" else op.target_id
+                    rid = op.target_id if src == "left" else TOMBSTONE + (op.source_id or "")
+                    put.append(Link(left_id=lid or "", right_id=rid or "", synced_at=now))
+            elif op.kind in ("fail", "conflict") and (op.kind == "fail" or op.code == CONFLICT_SKIPPED):
+                self.count(op)
+                failures.append(Failure(id=None, integration=self.name, module=self.module.name, side=op.target,
+                                        record_id=op.source_id or "", code=op.code, message=op.message,
+                                        first_seen=now, last_seen=now))
+            elif op.kind in ("conflict", "skip"):
+                self.count(op)
+        entries = {e.id for _, (_, e) in zip(writes, results) if e is not None}
+        for op, (res, e) in zip(writes, results):
+            if e is not None and op.kind == "create" and not res.ok and \
+                    (res.transient or res.details.get("request_level")):
+                entries.discard(e.id)  # it may have landed: the next run looks it up before creating again
+        with self.store.transaction():
+            for side in ("left", "right"):
+                if unlink[side]:
+                    self.store.delete_links(self.name, self.module.name, side=side, ids=unlink[side])
+            if put:
+                self.store.put_links(self.name, self.module.name, put)
+            for f in failures:
+                self.store.add_failure(f)
+            for side in ("left", "right"):
+                ids = [i for i in resolved[side] if i]
+                if ids:
+                    self.store.resolve_failures(self.name, self.module.name, side, ids)
+            for eid in entries:
+                self.store.journal_done(eid)  # type: ignore[arg-type]
+        if unlink["left"] or unlink["right"] or put:
+            self.r.resolver.forget(self.module.name)
+
+    def send(self, writes: list[Op]) -> list[tuple[WriteResult, JournalEntry | None]]:
+        """Every write batch journalled, then sent concurrently; one (result, entry) per op, in order."""
+        if not writes:
+            return []
+        batches: list[tuple[str, str, list[int]]] = []
+        groups: dict[tuple[str, str], list[int]] = {}
+        for i, op in enumerate(writes):
+            groups.setdefault((op.target, op.kind), []).append(i)
+        for (target, kind), idxs in groups.items():
+            for j in range(0, len(idxs), BATCH):
+                batches.append((target, kind, idxs[j:j + BATCH]))
+        entries: dict[int, JournalEntry] = {}
+        for bi, (target, kind, idxs) in enumerate(batches):
+            payload = tuple({"source_id": writes[i].source_id, "target_id": writes[i].target_id,
+                             "values": dict(writes[i].values), "keys": [list(k) for k in writes[i].keys],
+                             "source_values": dict(writes[i].link.left_values if target == "right"
+                                                   else writes[i].link.right_values) if writes[i].link else {}}
+                            for i in idxs)
+            entry = JournalEntry(id=None, integration=self.name, module=self.module.name, target=target,
+                                 operation=kind, payload=payload, created=_now(self.r.clock))
+            entries[bi] = replace(entry, id=self.store.journal_add(entry))
+        results: list[WriteResult | None] = [None] * len(writes)
+        workers = max(1, min(len(batches), self.r.concurrency("left"), self.r.concurrency("right")))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futs = [pool.submit(self._send_one, target, kind, [writes[i] for i in idxs])
+                    for target, kind, idxs in batches]
+            for (target, kind, idxs), fut in zip(batches, futs):
+                for i, res in zip(idxs, fut.result()):
+                    results[i] = res
+        # transient per-record failures (429/5xx for that record): one more attempt
+        retry = [i for i, r in enumerate(results) if r is not None and not r.ok and r.transient
+                 and not r.details.get("may_have_landed")]  # those wait for the journal's look-up
+        if retry:
+            again: dict[tuple[str, str], list[int]] = {}
+            for i in retry:
+                again.setdefault((writes[i].target, writes[i].kind), []).append(i)
+            for (target, kind), idxs in again.items():
+                for j in range(0, len(idxs), BATCH):
+                    part = idxs[j:j + BATCH]
+                    for i, res in zip(part, self._send_one(target, kind, [writes[i] for i in part])):
+                        results[i] = res
+        out: list[tuple[WriteResult, JournalEntry | None]] = []
+        owner: dict[int, JournalEntry] = {}
+        for bi, (_, _, idxs) in enumerate(batches):
+            for i in idxs:
+                owner[i] = entries[bi]
+        for i, res in enumerate(results):
+            out.append((res or WriteResult(ok=False, code="NO_RESULT", message="the app returned no result"),
+                        owner.get(i)))
+        return out
+
+    def _send_one(self, target: str, kind: str, ops: list[Op]) -> list[WriteResult]:
+        client = self.r.clients[target]
+        api = self.mr.api(target)
+        try:
+            if kind == "create":
+                res = client.create_many(api, [dict(o.values) for o in ops])
+            elif kind == "update":
+                res = client.update_many(api, [(o.target_id or "", dict(o.values)) for o in ops])
+            else:
+                res = client.delete_many(api, [o.target_id or "" for o in ops])
+        except AppError as exc:
+            if exc.transient or isinstance(exc, AuthError):
+                raise  # refused credentials are the run's failure, not each record's
+            res = [WriteResult(ok=False, code=exc.code or type(exc).__name__, message=str(exc)) for _ in ops]
+        if len(res) != len(ops):
+            raise SyncError(f"{target} {api} {kind}: {len(res)} results for {len(ops)} records")
+        return res
