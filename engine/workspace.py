@@ -218,10 +218,14 @@ def _specs_key(session: Session, paths: Sequence[str]) -> str | None:
     return h.hexdigest()
 
 
-def _secrets_digest(values: Sequence[str]) -> str:
+def _secrets_digest(values: Sequence[str], salt: str) -> str:
+    """A salted, deliberately slow digest (scrypt, ~25 ms) of the secrets behind the references: the
+    cache must notice a rotated secret, and a copied cache file must not let anyone test guesses of
+    a secret cheaply or look it up in a precomputed table."""
     import hashlib
 
-    return hashlib.sha256("\0".join(values).encode()).hexdigest()
+    return "scrypt:" + hashlib.scrypt("\0".join(values).encode(), salt=bytes.fromhex(salt),
+                                      n=2 ** 13, r=8, p=1, dklen=32).hex()
 
 
 def _cached_desired(session: Session, paths: Sequence[str]) -> tuple[dict[str, dict[str, Any]], Callable[[Any], Any]]:
@@ -238,7 +242,7 @@ def _cached_desired(session: Session, paths: Sequence[str]) -> tuple[dict[str, d
             data = json.loads(cache.read_text("utf-8"))
             if data.get("key") == key:
                 secrets = _secrets(session, data["connections"])
-                if data.get("secrets") == _secrets_digest(secrets):
+                if data.get("secrets") == _secrets_digest(secrets, data["salt"]):
                     session.warnings = tuple(Diagnostic(**d) for d in data.get("warnings", ()))
                     return data["desired"], redactor(secrets)
         except (OSError, ValueError, KeyError, TypeError):
@@ -250,8 +254,9 @@ def _cached_desired(session: Session, paths: Sequence[str]) -> tuple[dict[str, d
     redact = redactor(secrets)
     desired = {name: redact(spec) for name, spec in desired.items()}
     if key is not None:
+        salt = os.urandom(16).hex()
         _write_private(cache, json.dumps({
-            "key": key, "secrets": _secrets_digest(secrets), "desired": desired,
+            "key": key, "salt": salt, "secrets": _secrets_digest(secrets, salt), "desired": desired,
             "connections": [dict(c) for c in conns], "warnings": [w.as_dict() for w in session.warnings]}))
     return desired, redact
 

@@ -9,6 +9,7 @@ import pytest
 from engine import workspace
 from engine.errors import LockedError, StalePlanError, StateError, UsageError
 from engine.plan.model import Step, load_plan, save_plan
+from tests.plan.support import NOW
 
 
 def _apply(session, paths=(), **kw):
@@ -311,3 +312,31 @@ def test_plan_and_apply_under_one_lock_keep_others_out_until_done(session):
         assert session.store().lock_info() is None
     finally:
         other.close()
+
+
+def test_the_specs_cache_notices_a_rotated_secret_and_holds_no_plain_digest_of_it(repo, monkeypatch):
+    import hashlib
+    import json
+
+    from engine.workspace import open_session
+
+    monkeypatch.setenv("SF_TEST_DESK_SECRET", "first-secret-value")
+    with open_session(root=repo, clock=lambda: NOW) as s:
+        workspace.plan(s, refresh=False)
+    cache = repo / ".syncform" / "cache" / "specs.json"
+    first = json.loads(cache.read_text())
+    text = cache.read_text()
+    assert "first-secret-value" not in text
+    assert hashlib.sha256(b"first-secret-value").hexdigest() not in text
+    assert first["secrets"].startswith("scrypt:") and len(first["salt"]) == 32
+
+    with open_session(root=repo, clock=lambda: NOW) as s:  # unchanged: a hit, the file is not rewritten
+        workspace.plan(s, refresh=False)
+    assert json.loads(cache.read_text())["salt"] == first["salt"]
+
+    monkeypatch.setenv("SF_TEST_DESK_SECRET", "rotated-secret-value")
+    with open_session(root=repo, clock=lambda: NOW) as s:  # rotated: a miss, written again with a new salt
+        workspace.plan(s, refresh=False)
+    again = json.loads(cache.read_text())
+    assert again["salt"] != first["salt"] and again["secrets"] != first["secrets"]
+    assert "rotated-secret-value" not in cache.read_text()
