@@ -266,8 +266,10 @@ class ZohoApi:
                 where.append(vw)
                 params.extend(vp)
         token = req.query.get("page_token")
+        col = SORTABLE[sort_by]
+        after: list[Any] | None = None
         if token:
-            offset = self._decode_token(token)
+            offset, after = self._decode_token(token)
             page = offset // per_page + 1
         else:
             page = _int_param(req, "page", 1)
@@ -276,13 +278,19 @@ class ZohoApi:
                           "You can only get the first 2000 records without using page_token param",
                           {"limit": DISCRETE_LIMIT})
             offset = (page - 1) * per_page
-        col = SORTABLE[sort_by]
         order = f"{col} {sort_order.upper()}, id {sort_order.upper()}"
         w = " AND ".join(where)
+        # a page token continues after the last row it followed (sort value, id), not at an offset: a
+        # record edited or deleted on an earlier page never shifts the pages still to come
+        kw, kp = (w, params) if after is None else (
+            " AND ".join([*where, f"({col} {'>' if sort_order == 'asc' else '<'} ? OR ({col} = ? AND id "
+                                  f"{'>' if sort_order == 'asc' else '<'} ?))"]),
+            [*params, after[0], after[0], after[1]])
         with self.ctx.store.lock:
-            rows = self.ctx.store.query(self.app, mod.api_name, where=w, params=params, order=order,
-                                        limit=per_page + 1, offset=offset)
-            total_any = self.ctx.store.count(self.app, mod.api_name, where=w, params=params) if since_raw else None
+            rows = self.ctx.store.query(self.app, mod.api_name, where=kw, params=kp, order=order,
+                                        limit=per_page + 1, offset=0 if after is not None else offset)
+            total_any = self.ctx.store.count(self.app, mod.api_name, where=w, params=params) \
+                if since_raw and not token else None
         self.ctx.stats.call(self.app, mod.api_name, "list")
         if since_raw and total_any == 0:
             return json_response(304, None)
@@ -293,28 +301,35 @@ class ZohoApi:
         data = [self.render(mod, r, fields) for r in rows]
         info: dict[str, Any] = {"per_page": per_page, "count": len(data), "page": page, "more_records": more}
         if self.app == "bigin" or self.version >= 3:
-            next_token = self._encode_token(offset + per_page) if more else None
+            last = rows[-1]
+            next_token = self._encode_token(offset + per_page, [getattr(last, col), last.id]) if more else None
             info.update({"sort_by": sort_by, "sort_order": sort_order, "next_page_token": next_token,
                          "previous_page_token": self._encode_token(max(0, offset - per_page)) if offset else None,
                          "page_token_expiry": timefmt.zoho(timefmt.plus(self.ctx.now(), days=1)) if more else None,
                          "call": False, "email": False})
         return json_response(200, {"data": data, "info": info})
 
-    def _encode_token(self, offset: int) -> str:
+    def _encode_token(self, offset: int, after: list[Any] | None = None) -> str:
         exp = int(timefmt.plus(self.ctx.now(), days=1).timestamp())
-        raw = json.dumps({"o": offset, "e": exp}, separators=(",", ":")).encode()
+        d: dict[str, Any] = {"o": offset, "e": exp}
+        if after is not None:
+            d["k"] = after
+        raw = json.dumps(d, separators=(",", ":")).encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
-    def _decode_token(self, token: str) -> int:
+    def _decode_token(self, token: str) -> tuple[int, list[Any] | None]:
         try:
             d = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
             offset, exp = int(d["o"]), int(d["e"])
+            after = d.get("k")
+            if after is not None and not (isinstance(after, list) and len(after) == 2):
+                raise ValueError(after)
         except (ValueError, KeyError, TypeError):
             raise err(400, "INVALID_DATA", "the page_token given seems to be invalid",
                       {"param_name": "page_token"}) from None
         if exp < self.ctx.now().timestamp():
             raise err(400, "EXPIRED_VALUE", "the page_token has expired", {"param_name": "page_token"})
-        return offset
+        return offset, after
 
     def get(self, req: Request, mod: ModuleCatalog, rid: str) -> Response:
         fields = self._fields_param(req, required=False)

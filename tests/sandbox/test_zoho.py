@@ -242,6 +242,26 @@ def test_paging_2500_records_needs_page_token_past_2000(client):
                         "status": "error"}
 
 
+def test_a_page_token_follows_its_last_record_so_edits_on_read_pages_skip_nothing(client, clock):
+    """Reading by Modified_Time while the records already read are edited (they move to the end):
+    every record is still read once, the edited ones once more at the end."""
+    ids = create_many(client, "/bigin/v2/Contacts", contacts(600))
+    params = {"fields": "Email", "per_page": 200, "sort_by": "Modified_Time", "sort_order": "asc"}
+    first = client.get("/bigin/v2/Contacts", params=params).json()
+    clock.advance(seconds=5)
+    read = [d["id"] for d in first["data"]]
+    edited = read[:50]
+    r = client.put("/bigin/v2/Contacts", json={"data": [{"id": i, "Title": "moved"} for i in edited]})
+    assert r.status_code == 200
+    token, seen = first["info"]["next_page_token"], list(read)
+    while token:
+        body = client.get("/bigin/v2/Contacts", params={**params, "page_token": token}).json()
+        seen += [d["id"] for d in body["data"]]
+        token = body["info"]["next_page_token"] if body["info"]["more_records"] else None
+    assert set(seen) == set(ids) and len(seen) == 600 + len(edited)
+    assert seen[-len(edited):] == edited
+
+
 def test_per_page_over_200_is_refused(client):
     r = client.get("/bigin/v2/Contacts", params={"fields": "Email", "per_page": 201})
     assert r.status_code == 400
