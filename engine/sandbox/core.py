@@ -47,6 +47,11 @@ class Stats:
         self.calls: Counter[tuple[str, str, str]] = Counter()
         self.written: Counter[tuple[str, str, str]] = Counter()
         self.faults: Counter[str] = Counter()
+        self.connections = 0  # TCP connections accepted by the served sandbox (0 in-process)
+
+    def connected(self) -> None:
+        with self.lock:
+            self.connections += 1
 
     def call(self, app: str, module: str, op: str) -> None:
         with self.lock:
@@ -66,6 +71,7 @@ class Stats:
             self.calls.clear()
             self.written.clear()
             self.faults.clear()
+            self.connections = 0
 
     def snapshot(self) -> dict[str, Any]:
         def nest(c: Counter[tuple[str, str, str]]) -> dict[str, Any]:
@@ -78,7 +84,8 @@ class Stats:
             return {"calls": nest(self.calls), "records_written": nest(self.written),
                     "faults": dict(sorted(self.faults.items())),
                     "total_calls": sum(self.calls.values()),
-                    "total_records_written": sum(self.written.values())}
+                    "total_records_written": sum(self.written.values()),
+                    "connections": self.connections}
 
 
 @dataclass(slots=True)

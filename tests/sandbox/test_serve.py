@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -90,4 +91,71 @@ def test_make_server_binds_loopback_port_zero():
         assert srv.server_address[0] == "127.0.0.1" and srv.server_address[1] > 0
     finally:
         srv.server_close()
+        srv.sandbox_app.close()
+
+
+def test_http11_keep_alive_reuses_connections(server):
+    """Every answer is HTTP/1.1 with a Content-Length (204 too), so a pooled client keeps its connections:
+    60 calls from 3 threads open at most 3 connections, counted in /_sandbox/stats."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    base, app = server
+    with httpx.Client(base_url=base, timeout=10, limits=httpx.Limits(max_connections=3)) as c:
+        authorize(c)
+        c.get("/_sandbox/stats", params={"reset": "true"})
+        empty = c.get("/crm/v8/Contacts", params={"fields": "Email"})
+        assert empty.status_code == 204 and empty.http_version == "HTTP/1.1"
+        assert empty.headers["content-length"] == "0"
+        created = c.post("/bigin/v2/Contacts", json={"data": [{"Last_Name": "Kept"}]})
+        assert created.status_code == 201 and int(created.headers["content-length"]) == len(created.content)
+
+        def call(i: int) -> int:
+            return c.get("/bigin/v2/Contacts", params={"fields": "Last_Name"}).status_code
+
+        with ThreadPoolExecutor(3) as pool:
+            assert set(pool.map(call, range(60))) == {200}
+        stats = c.get("/_sandbox/stats").json()
+    assert stats["calls"]["bigin"]["Contacts"]["list"] == 60
+    assert 1 <= stats["connections"] <= 3
+
+
+def test_faults_apply_per_request_on_kept_connections(server):
+    """max_concurrency counts requests in flight, not connections; a 429 answer keeps the connection."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    base, app = server
+    with httpx.Client(base_url=base, timeout=10, limits=httpx.Limits(max_connections=6)) as c:
+        authorize(c)
+        c.post("/_sandbox/faults", json={"latency_ms": 150, "max_concurrency": 2}).raise_for_status()
+        with ThreadPoolExecutor(6) as pool:
+            codes = list(pool.map(lambda i: c.get("/bigin/v2/Contacts", params={"fields": "Email"}).status_code,
+                                  range(6)))
+        assert codes.count(429) >= 1 and set(codes) <= {204, 429}
+        c.post("/_sandbox/faults", json={"rate_429": 1.0, "seed": 1}).raise_for_status()
+        before = c.get("/_sandbox/stats").json()["connections"]
+        assert [c.get("/bigin/v2/Contacts", params={"fields": "Email"}).status_code for _ in range(5)] == [429] * 5
+        c.delete("/_sandbox/faults").raise_for_status()
+        assert c.get("/bigin/v2/Contacts", params={"fields": "Email"}).status_code == 204
+        assert c.get("/_sandbox/stats").json()["connections"] == before
+
+
+def test_server_close_ends_idle_keep_alive_connections():
+    """A client holding an idle connection does not keep the server (or its threads) alive."""
+    srv = make_server("127.0.0.1", 0, None)
+    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    t.start()
+    c = httpx.Client(base_url=f"http://127.0.0.1:{srv.server_address[1]}", timeout=5)
+    try:
+        assert c.get("/_sandbox/stats").status_code == 200  # the connection stays open, idle
+        start = time.monotonic()
+        srv.shutdown()
+        srv.server_close()
+        t.join(5)
+        assert not t.is_alive() and time.monotonic() - start < 3
+        deadline = time.monotonic() + 3
+        while srv.open_connections and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not srv.open_connections
+    finally:
+        c.close()
         srv.sandbox_app.close()
