@@ -44,6 +44,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from engine.errors import LockedError, MigrationError, StateError, TransientStateError
 from engine.state.base import Deployed, Failure, JournalEntry, Link, LockInfo, RunRecord
+from engine.state.core import encode_bases, encode_journal, encode_json
 
 LOCK_KEY = 0x53594E43  # "SYNC": first half of the operation lock's advisory key
 MIGRATION_KEY = 0x53594E4D  # "SYNM": first half of the migration lock's advisory key
@@ -295,7 +296,7 @@ def _iso(dt: datetime | None) -> str:
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return encode_json(value)
 
 
 def _whoami() -> str:
@@ -805,6 +806,8 @@ class PostgresStore:
         if not by_left:
             return
         kept = list(by_left.values())
+        now = self._clock()
+        bases = [encode_bases(ln.left_values, ln.right_values) for ln in kept]
         with self.transaction():
             # two deletes, each through its own unique index (an OR of both would scan the module)
             self._execute("DELETE FROM links WHERE integration = %s AND module = %s AND left_id = ANY(%s)",
@@ -816,9 +819,9 @@ class PostgresStore:
                 f"INSERT INTO links (integration, module, {self._LINK_COLS}) SELECT %s, %s, * FROM "
                 "unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[])",
                 (integration, module, [ln.left_id for ln in kept], [ln.right_id for ln in kept],
-                 [_json(dict(ln.left_values)) for ln in kept], [_json(dict(ln.right_values)) for ln in kept],
+                 [b[0] for b in bases], [b[1] for b in bases],
                  [ln.left_hash for ln in kept], [ln.right_hash for ln in kept],
-                 [_ts(ln.synced_at or self._clock()) for ln in kept]))
+                 [_ts(ln.synced_at or now) for ln in kept]))
             self._links_written += len(by_left)
             if self._links_written >= self._next_analyze:
                 # fresh statistics after a bulk load (at 1,000, 10,000, 100,000... links written by this store):
@@ -945,8 +948,12 @@ class PostgresStore:
                 "INSERT INTO journal (integration, module, target, operation, payload, created) "
                 "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
                 (entry.integration, entry.module, entry.target, entry.operation,
-                 _json([dict(p) for p in entry.payload]), _ts(entry.created or self._clock())))
+                 encode_journal(entry.payload), _ts(entry.created or self._clock())))
             return int(row[0])
+
+    def journal_add_many(self, entries: Iterable[JournalEntry]) -> list[int]:
+        with self.transaction():
+            return [self.journal_add(e) for e in entries]
 
     def journal_done(self, entry_id: int) -> None:
         with self.transaction():

@@ -33,6 +33,7 @@ from typing import Any
 
 from engine.errors import LockedError, MigrationError, StateError
 from engine.state.base import Deployed, Failure, JournalEntry, Link, LockInfo, RunRecord
+from engine.state.core import encode_bases, encode_journal, encode_json
 
 BUSY_TIMEOUT_MS = 5000
 _CHUNK = 500  # ids per IN (...) query, below SQLite's variable limit
@@ -160,7 +161,7 @@ def _dt(text: str | None) -> datetime | None:
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return encode_json(value)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -476,12 +477,23 @@ class SQLiteStore:
 
     def put_links(self, integration: str, module: str, links: Iterable[Link]) -> None:
         """Upsert. A link replaces any link of the same left id *or* the same right id (a relink)."""
+        rows = []
+        append = rows.append
+        now = last = stamp = None
+        for ln in links:
+            left, right = encode_bases(ln.left_values, ln.right_values)
+            at = ln.synced_at
+            if at is None:
+                at = now = now or self._clock()
+            if at is not last:  # a batch's links share their time: format it once
+                last, stamp = at, _ts(at)
+            append((integration, module, ln.left_id, ln.right_id, left, right, ln.left_hash, ln.right_hash, stamp))
+        if not rows:
+            return
         with self.transaction():
             self._db.executemany(
                 f"INSERT OR REPLACE INTO links (integration, module, {self._LINK_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(integration, module, ln.left_id, ln.right_id, _json(dict(ln.left_values)),
-                  _json(dict(ln.right_values)), ln.left_hash, ln.right_hash, _ts(ln.synced_at or self._clock()))
-                 for ln in links])
+                rows)
 
     def delete_links(self, integration: str, module: str, *, side: str, ids: Iterable[str]) -> None:
         column = _side_column(side)
@@ -601,8 +613,12 @@ class SQLiteStore:
             cur = self._db.execute(
                 "INSERT INTO journal (integration, module, target, operation, payload, created) VALUES (?, ?, ?, ?, ?, ?)",
                 (entry.integration, entry.module, entry.target, entry.operation,
-                 _json([dict(p) for p in entry.payload]), _ts(entry.created or self._clock())))
+                 encode_journal(entry.payload), _ts(entry.created or self._clock())))
             return int(cur.lastrowid)
+
+    def journal_add_many(self, entries: Iterable[JournalEntry]) -> list[int]:
+        with self.transaction():
+            return [self.journal_add(e) for e in entries]
 
     def journal_done(self, entry_id: int) -> None:
         with self.transaction():

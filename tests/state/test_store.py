@@ -192,6 +192,22 @@ def test_get_links_handles_more_ids_than_one_query_takes(store):
     assert store.count_links("i", "m") == 500
 
 
+def test_merge_bases_come_back_with_their_own_types_when_equal_by_value(store, clock):
+    # 1 == 1.0 == True: a right base equal to the left one by == but not by type keeps its own values
+    store.put_links("i", "m", [
+        Link("l1", "r1", {"n": 1, "s": "x"}, {"n": 1.0, "s": "x"}),
+        Link("l2", "r2", {"n": True}, {"n": 1}),
+        Link("l3", "r3", {"a": "é", "b": None}, {"b": None, "a": "é"}),
+        Link("l4", "r4", {"z": [1, {"k": "v"}]}, {"z": [1, {"k": "v"}]}),
+    ])
+    got = store.get_links("i", "m", side="left", ids=["l1", "l2", "l3", "l4"])
+    assert type(got["l1"].left_values["n"]) is int and type(got["l1"].right_values["n"]) is float
+    assert got["l2"].left_values["n"] is True and type(got["l2"].right_values["n"]) is int
+    assert got["l3"].left_values == got["l3"].right_values == {"a": "é", "b": None}
+    assert got["l4"].right_values == {"z": [1, {"k": "v"}]}
+    assert got["l4"].synced_at == clock.now
+
+
 def test_a_relink_replaces_the_link_of_either_id(store):
     store.put_links("i", "m", [Link("l1", "r1"), Link("l2", "r2")])
     store.put_links("i", "m", [Link("l1", "r2")])
@@ -247,6 +263,25 @@ def test_a_repeated_failure_counts_attempts_and_resolves(store, clock):
     store.resolve_failures("i", "contacts", "left", ["L1"])
     assert [x.record_id for x in store.list_failures("i")] == ["L2"]
     assert len(store.list_failures("i", include_resolved=True)) == 2
+
+
+def test_journal_add_many_keeps_the_order_in_one_transaction(store):
+    entries = [JournalEntry(None, "i", "contacts", "right", "create", ({"source_id": f"l{n}", "values": {"n": n}},))
+               for n in range(3)]
+    ids = store.journal_add_many(entries)
+    assert len(set(ids)) == 3 and ids == sorted(ids)
+    pending = store.journal_pending("i")
+    assert [e.id for e in pending] == ids
+    assert [e.payload[0]["values"]["n"] for e in pending] == [0, 1, 2]
+
+    def failing():
+        yield entries[0]
+        raise RuntimeError("the executor failed half way")
+
+    with pytest.raises(RuntimeError):
+        store.journal_add_many(failing())
+    assert [e.id for e in store.journal_pending("i")] == ids  # nothing of the failed call was kept
+    assert store.journal_add_many([]) == []
 
 
 def test_journal_pending_until_done(store):
