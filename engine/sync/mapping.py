@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
+from operator import itemgetter
 from typing import Any
 
 from engine.spec.model import FieldMap, Integration, Module
@@ -317,6 +318,14 @@ class ModuleMapper:
         self._env = None
         self._fields: dict[str, tuple[str, ...]] = {}
         self._plain: dict[tuple[str, str, str], bool] = {}
+        # per-run compiled forms (chosen once per module run, not per record): see _compiled()
+        self._comp: dict[str, tuple[tuple[Flow, frozenset[str], Callable[[Mapping[str, Any], dict[str, Any]], None]], ...]] = {}
+        self._flat: dict[str, tuple[tuple[str, str, bool, Flow], ...] | None] = {}
+        self._sets: dict[tuple[str, str], frozenset[str]] = {}
+        self._mandatory: dict[str, tuple[str, ...] | None] = {}
+        self._getters: dict[str, tuple[tuple[str, ...], Callable[[Any], Any] | None]] = {}
+        self._cmp: dict[tuple[str, str], Callable[[Any], Any]] = {}
+        self.compiled: dict[Any, Any] = {}  # the planner's per-mapper caches (probe normalisers, key names)
         maps = list(module.fields)
         if not maps:
             maps = self._auto_fields()
@@ -422,21 +431,75 @@ class ModuleMapper:
         self._fields[side] = tuple(seen)
         return self._fields[side]
 
+    def field_set(self, side: str) -> frozenset[str]:
+        """``fields(side)`` as a set (cached)."""
+        key = ("fields", side)
+        got = self._sets.get(key)
+        if got is None:
+            got = self._sets[key] = frozenset(self.fields(side))
+        return got
+
+    def sources(self, side: str) -> frozenset[str]:
+        """Fields of ``side`` that some flow of ``side`` reads (a target field among them is two-way)."""
+        key = ("sources", side)
+        got = self._sets.get(key)
+        if got is None:
+            got = self._sets[key] = frozenset(n for fl in self.flows[side] for n in fl.src)
+        return got
+
     def snapshot(self, side: str, values: Mapping[str, Any]) -> dict[str, Any]:
         """The merge-base values of a record: every field this module reads on ``side``."""
-        return {n: values.get(n) for n in self.fields(side) if n in values}
+        got = self._getters.get(side)
+        if got is None:
+            names = self.fields(side)
+            got = self._getters[side] = (names, itemgetter(*names) if len(names) > 1 else None)
+        names, getter = got
+        if getter is not None:
+            try:  # the usual record holds every field read: one C-level pass
+                return dict(zip(names, getter(values)))
+            except KeyError:
+                pass
+        return {n: values[n] for n in names if n in values}
 
     # -- compare --
     def same(self, side: str, name: str, a: Any, b: Any) -> bool:
         if a == b:  # equal values have equal normal forms: no need to normalise (the echo and no-op paths)
             return True
+        norm = self._cmp.get((side, name)) or self._comparer(side, name)
+        return norm(a) == norm(b)
+
+    def empty(self, side: str, name: str, value: Any) -> bool:
+        """The value is empty in normal form (None, "", [] ...)."""
+        if value is None or value == "":
+            return True
+        if value.__class__ is str and self.info(side, name).kind not in _NOT_PLAIN:
+            return False  # a non-empty text, e-mail or phone value never normalises to nothing
+        return comparable(value, self.info(side, name).kind) is None
+
+    def _comparer(self, side: str, name: str) -> Callable[[Any], Any]:
+        """``comparable`` for one field, its kind chosen once; text takes the direct path."""
         kind = self.info(side, name).kind
-        return comparable(a, kind) == comparable(b, kind)
+        if kind == "email":
+            def norm(v: Any) -> Any:
+                return v.strip().lower() if v.__class__ is str and v else comparable(v, kind)
+        elif kind == "phone":
+            def norm(v: Any) -> Any:
+                return _NON_DIGITS.sub("", v) if v.__class__ is str and v else comparable(v, kind)
+        elif kind not in _NOT_PLAIN:
+            def norm(v: Any) -> Any:
+                return v.strip() if v.__class__ is str and v else comparable(v, kind)
+        else:
+            def norm(v: Any) -> Any:
+                return comparable(v, kind)
+        self._cmp[(side, name)] = norm
+        return norm
 
     def changed_fields(self, side: str, now: Mapping[str, Any], base: Mapping[str, Any] | None) -> set[str]:
         if base is None:
             return set(self.fields(side))
-        return {n for n in self.fields(side) if not self.same(side, n, now.get(n), base.get(n))}
+        same = self.same
+        return {n for n in self._fields.get(side) or self.fields(side)
+                if not same(side, n, now.get(n), base.get(n))}
 
     # -- render --
     def applies(self, fl: Flow, src_values: Mapping[str, Any]) -> bool:
@@ -544,21 +607,95 @@ class ModuleMapper:
             raise MapError(INVALID_VALUE, f"template failed: {type(exc).__name__}: {exc}") from None
 
     def render_record(self, src_side: str, src_values: Mapping[str, Any],
-                      only: set[str] | None = None) -> dict[str, Any]:
+                      only: set[str] | frozenset[str] | None = None) -> dict[str, Any]:
         """All target values of a source record (``only``: flows whose source fields are in this set;
         constants and templates follow any change). Raises MapError on the first bad value."""
         out: dict[str, Any] = {}
         if self.parent is not None:
             out.update(self.parent_values(src_side, src_values))
-        for fl in self.flows[src_side]:
-            if not self.applies(fl, src_values):
-                continue
-            if only is not None and fl.src and not (set(fl.src) & only):
-                continue
-            if only is not None and not fl.src and not only:
-                continue
-            out.update(self.render_flow(src_side, fl, src_values))
+        self.render_into(src_side, src_values, out, only)
         return out
+
+    def render_into(self, src_side: str, src_values: Mapping[str, Any], out: dict[str, Any],
+                    only: set[str] | frozenset[str] | None = None) -> None:
+        """``render_record`` without the parent reference, into ``out`` (flows in order, later ones win)."""
+        if only is None:
+            flat = self._flat.get(src_side, False)
+            if flat is False:
+                self._compiled(src_side)
+                flat = self._flat[src_side]
+            if flat is not None:  # every flow is field to field: one loop, no call per flow
+                get = src_values.get
+                for s_name, t_name, plain, fl in flat:
+                    v = get(s_name)
+                    if plain and (v is None or v.__class__ is str):
+                        out[t_name] = v or None  # text to text: neutral() and render() hand it back ("" -> None)
+                    else:
+                        out[t_name] = self._convert(src_side, s_name, t_name, v, fl)
+                return
+        for fl, srcset, run in self._comp.get(src_side) or self._compiled(src_side):
+            if fl.service is not None and not self.applies(fl, src_values):
+                continue
+            if only is not None:
+                if srcset:
+                    if srcset.isdisjoint(only):
+                        continue
+                elif not only:
+                    continue
+            run(src_values, out)
+
+    def _compiled(self, src_side: str) -> tuple[tuple[Flow, frozenset[str], Callable[[Mapping[str, Any], dict[str, Any]], None]], ...]:
+        """Each flow of ``src_side`` with its renderer, the per-field choices (plain text or converted)
+        made once per module run."""
+        got = self._comp.get(src_side)
+        if got is not None:
+            return got
+        out = []
+        flat: list[tuple[str, str, bool, Flow]] | None = []
+        for fl in self.flows[src_side]:
+            zipped = bool(fl.src) and not (len(fl.src) == 1 and len(fl.tgt) == 2) and \
+                not (len(fl.src) >= 2 and len(fl.tgt) == 1)
+            if not zipped or fl.service is not None:
+                flat = None
+            if zipped:
+                pairs = tuple((s_name, t_name, self._is_plain(src_side, s_name, t_name, fl))
+                              for s_name, t_name in zip(fl.src, fl.tgt))
+                if flat is not None:
+                    flat.extend((s_name, t_name, plain, fl) for s_name, t_name, plain in pairs)
+                out.append((fl, frozenset(fl.src), self._pairs_renderer(src_side, fl, pairs)))
+            else:
+                out.append((fl, frozenset(fl.src), self._flow_renderer(src_side, fl)))
+        self._flat[src_side] = tuple(flat) if flat is not None else None
+        self._comp[src_side] = tuple(out)
+        return self._comp[src_side]
+
+    def _is_plain(self, src_side: str, s_name: str, t_name: str, fl: Flow) -> bool:
+        """Text to text with no value map: neutral() and render() would hand a string back unchanged."""
+        return not fl.fm.values and self.info(src_side, s_name).kind not in _NOT_PLAIN and \
+            self.info(other(src_side), t_name).kind not in _NOT_PLAIN
+
+    def _pairs_renderer(self, src_side: str, fl: Flow,
+                        pairs: tuple[tuple[str, str, bool], ...]) -> Callable[[Mapping[str, Any], dict[str, Any]], None]:
+        convert = self._convert
+
+        def run(src_values: Mapping[str, Any], out: dict[str, Any]) -> None:
+            get = src_values.get
+            for s_name, t_name, plain in pairs:
+                v = get(s_name)
+                if plain and (v is None or v.__class__ is str):
+                    out[t_name] = v or None
+                else:
+                    out[t_name] = convert(src_side, s_name, t_name, v, fl)
+
+        return run
+
+    def _flow_renderer(self, src_side: str, fl: Flow) -> Callable[[Mapping[str, Any], dict[str, Any]], None]:
+        render_flow = self.render_flow
+
+        def run(src_values: Mapping[str, Any], out: dict[str, Any]) -> None:
+            out.update(render_flow(src_side, fl, src_values))
+
+        return run
 
     def parent_values(self, src_side: str, src_values: Mapping[str, Any]) -> dict[str, Any]:
         """The child's reference to its parent on the other side; PARENT_NOT_SYNCED when there is none."""
@@ -581,13 +718,17 @@ class ModuleMapper:
         raise MapError(PARENT_NOT_SYNCED, f"its parent ({sf}) is not synced", sf)
 
     def mandatory_missing(self, tgt_side: str, values: Mapping[str, Any]) -> str | None:
-        mc = module_catalog(self.apps[tgt_side], self.mods[tgt_side])
-        if mc is None:
+        names = self._mandatory.get(tgt_side, False)
+        if names is False:
+            mc = module_catalog(self.apps[tgt_side], self.mods[tgt_side])
+            targets = self._targets(tgt_side)
+            names = self._mandatory[tgt_side] = None if mc is None else \
+                tuple(f.api_name for f in mc.fields if f.mandatory and not f.read_only and f.api_name in targets)
+        if not names:
             return None
-        for f in mc.fields:
-            if f.mandatory and not f.read_only and f.api_name in self._targets(tgt_side) \
-                    and values.get(f.api_name) in (None, "", []):
-                return f.api_name
+        for name in names:
+            if values.get(name) in (None, "", []):
+                return name
         return None
 
     def _targets(self, tgt_side: str) -> set[str]:

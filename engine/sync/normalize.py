@@ -7,6 +7,7 @@ stripped, phone numbers as their last ten digits, names with case and runs of sp
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 _SPACES = re.compile(r"\s+")
@@ -53,6 +54,22 @@ def norm_key(value: Any, kind: str) -> str:
     if kind == "phone":
         return norm_phone(value)
     return norm_name(value)
+
+
+def key_normaliser(kind: str) -> Callable[[Any], str]:
+    """``norm_key`` for one key kind, chosen once (a plain string takes the direct path)."""
+    if kind == "email":
+        def email(value: Any) -> str:
+            return value.strip().lower() if value.__class__ is str else norm_key(value, "email")
+        return email
+    if kind == "phone":
+        def phone(value: Any) -> str:
+            return _DIGITS.sub("", value)[-10:] if value.__class__ is str else norm_key(value, "phone")
+        return phone
+
+    def name(value: Any) -> str:
+        return _SPACES.sub(" ", value).strip().casefold() if value.__class__ is str else norm_key(value, kind)
+    return name
 
 
 # --- masking (report samples) ---------------------------------------------------------------------

@@ -24,7 +24,7 @@ from engine.sync.mapping import (
     ALREADY_LINKED, AMBIGUOUS_MATCH, CONFLICT_SKIPPED, MANDATORY_MISSING, PARENT_NOT_SYNCED, MapError,
     ModuleMapper, other,
 )
-from engine.sync.normalize import key_kind, norm_key
+from engine.sync.normalize import key_kind, key_normaliser
 
 KINDS = ("create", "update", "delete", "link", "unlink", "conflict", "skip", "fail")
 TOMBSTONE = "~"  # prefix of the id of a deleted record in a kept link: its partner is never revived
@@ -64,16 +64,23 @@ class MatchIndex:
         self.keys = [(getattr(k, side), key_kind(getattr(k, side), mapper.info(side, getattr(k, side)).kind))
                      for k in mapper.module.match]
         self._idx: list[dict[str, list[str]]] = [dict() for _ in self.keys]
+        self._norm = tuple((name, key_normaliser(kind), idx) for (name, kind), idx in zip(self.keys, self._idx))
         self.records: dict[str, Record] = {}
 
     def add(self, rec: Record) -> None:
-        if rec.id in self.records:
+        rid = rec.id
+        if rid in self.records:
             return
-        self.records[rec.id] = rec
-        for i, (name, kind) in enumerate(self.keys):
-            v = norm_key(rec.values.get(name), kind)
+        self.records[rid] = rec
+        get = rec.values.get
+        for name, norm, idx in self._norm:
+            v = norm(get(name))
             if v:
-                self._idx[i].setdefault(v, []).append(rec.id)
+                hits = idx.get(v)
+                if hits is None:
+                    idx[v] = [rid]
+                else:
+                    hits.append(rid)
 
     def lookup(self, probe: list[str]) -> list[str]:
         """Candidates for normalised probe values (one per key, in order): the first key with hits decides."""
@@ -85,13 +92,20 @@ class MatchIndex:
         return []
 
 
+def _probers(mapper: ModuleMapper, side: str) -> tuple[tuple[str, Any], ...]:
+    key = ("probe", side)
+    got = mapper.compiled.get(key)
+    if got is None:
+        got = mapper.compiled[key] = tuple(
+            (getattr(k, side), key_normaliser(key_kind(getattr(k, side), mapper.info(side, getattr(k, side)).kind)))
+            for k in mapper.module.match)
+    return got
+
+
 def probe_values(mapper: ModuleMapper, side: str, values: Mapping[str, Any]) -> list[str]:
     """Normalised match-key values of a record of ``side``, in the order of the module's keys."""
-    out = []
-    for k in mapper.module.match:
-        name = getattr(k, side)
-        out.append(norm_key(values.get(name), key_kind(name, mapper.info(side, name).kind)))
-    return out
+    get = values.get
+    return [norm(get(name)) for name, norm in _probers(mapper, side)]
 
 
 # --- planning -----------------------------------------------------------------------------------------
@@ -120,13 +134,16 @@ def _clean(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def _key_values(mapper: ModuleMapper, target: str, values: Mapping[str, Any],
                 src: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    ck = ("keys", target)
+    names = mapper.compiled.get(ck)
+    if names is None:
+        names = mapper.compiled[ck] = tuple((getattr(k, target), getattr(k, other(target))) for k in mapper.module.match)
     keys = []
-    for k in mapper.module.match:
-        name = getattr(k, target)
+    for name, src_name in names:
         v = values.get(name)
-        if v in (None, ""):
-            v = src.get(getattr(k, other(target)))
-        if v not in (None, ""):
+        if v is None or v == "":
+            v = src.get(src_name)
+        if v is not None and v != "":
             keys.append((name, v))
     if not keys:  # no match keys: the first written value identifies a pending create
         for name, v in values.items():
@@ -151,10 +168,14 @@ def plan_changes(inp: PlanInput, order: Iterable[str] = ("left", "right"),
     return ops
 
 
+_NONE: frozenset[str] = frozenset()
+
+
 def _plan_record(inp: PlanInput, side: str, rec: Record, done: dict[str, set[str]]) -> list[Op]:
     m = inp.mapper
-    osd = other(side)
-    if rec.id in inp.deleted.get(side, set()):
+    osd = "right" if side == "left" else "left"
+    deleted = inp.deleted
+    if deleted and rec.id in deleted.get(side, _NONE):
         return []
     link = inp.links.get(side, {}).get(rec.id)
     if link is not None:
@@ -162,21 +183,24 @@ def _plan_record(inp: PlanInput, side: str, rec: Record, done: dict[str, set[str
         if partner.startswith(TOMBSTONE):
             return [Op("skip", side, source_id=rec.id, code="PARTNER_DELETED",
                        message="its counterpart was deleted; it is never revived")]
-        if partner in inp.deleted.get(osd, set()):
+        if deleted and partner in deleted.get(osd, _NONE):
             return []
         prec = inp.changed.get(osd, {}).get(partner)
         if prec is not None:
             done[osd].add(partner)
-        recs = {side: rec, osd: prec}
-        return _merge(inp, recs["left"], recs["right"], link)
+        if side == "left":
+            return _merge(inp, rec, prec, link)
+        return _merge(inp, prec, rec, link)
     # unlinked: match by keys on the other side
     if rec.id in inp.ambiguous[side]:
         return []
     idx = inp.index.get(osd)
     cands: list[str] = []
     if idx is not None and m.module.match:
-        cands = [c for c in idx.lookup(probe_values(m, side, rec.values))
-                 if c not in inp.deleted.get(osd, set())]
+        cands = idx.lookup(probe_values(m, side, rec.values))
+        if cands and deleted:
+            gone = deleted.get(osd, _NONE)
+            cands = [c for c in cands if c not in gone]
     if len(cands) > 1:
         inp.ambiguous[side].add(rec.id)
         inp.ambiguous[osd].update(cands)
@@ -199,10 +223,11 @@ def _plan_record(inp: PlanInput, side: str, rec: Record, done: dict[str, set[str
         prec = idx.records[cid] if idx is not None else None
         if prec is None:
             return []
-        recs = {side: rec, osd: prec}
-        return _merge(inp, recs["left"], recs["right"], None)
+        if side == "left":
+            return _merge(inp, rec, prec, None)
+        return _merge(inp, prec, rec, None)
     # no match: create on the other side when the direction allows
-    if not _can_write(m, osd):
+    if not m.flows[side]:
         return []
     try:
         values = _clean(m.render_record(side, rec.values))
@@ -214,75 +239,121 @@ def _plan_record(inp: PlanInput, side: str, rec: Record, done: dict[str, set[str
         return [Op(kind, side, source_id=rec.id, code=exc.code, message=exc.message)]
     src_base = m.snapshot(side, rec.values)
     tgt_base = m.snapshot(osd, values)
-    pair = f"{side}:{rec.id}"
-    new_link = Link(left_id=rec.id if side == "left" else "", right_id=rec.id if side == "right" else "",
-                    left_values=src_base if side == "left" else tgt_base,
-                    right_values=src_base if side == "right" else tgt_base)
+    if side == "left":
+        new_link = Link(left_id=rec.id, right_id="", left_values=src_base, right_values=tgt_base)
+    else:
+        new_link = Link(left_id="", right_id=rec.id, left_values=tgt_base, right_values=src_base)
     inp.claimed[side].add(rec.id)
     return [Op("create", osd, source_id=rec.id, values=values, keys=_key_values(m, osd, values, rec.values),
-               link=new_link, pair=pair)]
+               link=new_link, pair=f"{side}:{rec.id}")]
+
+
+def _render_changed(m: ModuleMapper, src: str, now: Mapping[str, Any], changed: Iterable[str] | None,
+                    first: bool, out: dict[str, Any], origin: dict[str, tuple[str, ...]] | None = None) -> None:
+    """Desired target values from the flows of ``src`` whose source fields changed (``changed`` None:
+    all of them, as for a first match; the parent reference too on a first match)."""
+    if first and m.parent is not None:
+        out.update(m.parent_values(src, now))
+    if origin is None:
+        m.render_into(src, now, out, changed if changed is not None else None)
+        return
+    for fl in m.flows[src]:  # the slow path, with the origin of each value (conflicts left to 'skip')
+        if not m.applies(fl, now):
+            continue
+        if changed is not None:
+            if fl.src and not (set(fl.src) & set(changed)):
+                continue
+            if not fl.src and not changed:
+                continue
+        for t, v in m.render_flow(src, fl, now).items():
+            out[t] = v
+            origin[t] = fl.src
+
+
+def _writes(m: ModuleMapper, tgt: str, want: dict[str, Any], cur: Mapping[str, Any], changed: Any,
+            first: bool, conflicts: list[tuple[str, str]]) -> dict[str, Any]:
+    """The desired values of ``tgt`` that differ from what it holds; a target field that changed on
+    ``tgt`` too (two-way) is a conflict instead. ``want`` loses the empty values a first match would
+    write over a value."""
+    out: dict[str, Any] = {}
+    if not want:
+        return out
+    same = m.same
+    two_way = m.sources(tgt)
+    for t in list(want):
+        v = want[t]
+        c = cur.get(t)
+        if v == c or same(tgt, t, v, c):
+            continue
+        if t in changed and t in two_way:
+            if first:  # first match: fill what is empty, never erase a value with an empty one
+                if comparable_empty(m, tgt, t, c):
+                    out[t] = v
+                    continue
+                if comparable_empty(m, tgt, t, v):
+                    del want[t]
+                    continue
+            conflicts.append((tgt, t))
+            continue
+        out[t] = v
+    return out
 
 
 def _merge(inp: PlanInput, lrec: Record | None, rrec: Record | None, link: Link | None) -> list[Op]:
     """Three-way merge of one linked (or just matched) pair."""
     m = inp.mapper
-    base = {"left": dict(link.left_values) if link else None, "right": dict(link.right_values) if link else None}
-    recs = {"left": lrec, "right": rrec}
-    now: dict[str, Mapping[str, Any]] = {}
-    for s in ("left", "right"):
-        r = recs[s]
-        now[s] = r.values if r is not None else (base[s] or {})
-    ids = {"left": lrec.id if lrec else link.left_id, "right": rrec.id if rrec else link.right_id}  # type: ignore[union-attr]
-    changed = {s: (m.changed_fields(s, now[s], base[s]) if recs[s] is not None else set()) for s in ("left", "right")}
-    pair = f"pair:{ids['left']}:{ids['right']}"
-    ops: list[Op] = []
+    first = link is None
+    if link is not None:
+        lb: Mapping[str, Any] | None = link.left_values
+        rb: Mapping[str, Any] | None = link.right_values
+        lnow = lrec.values if lrec is not None else link.left_values
+        rnow = rrec.values if rrec is not None else link.right_values
+        lsnap: dict[str, Any] | None = m.snapshot("left", lnow)
+        rsnap: dict[str, Any] | None = m.snapshot("right", rnow)
+        if lsnap == lb and rsnap == rb:
+            # both sides hold exactly their merge base: nothing changed, nothing to write or refresh
+            # (the echo of our own writes and the unchanged rerun)
+            return []
+        lid = lrec.id if lrec is not None else link.left_id
+        rid = rrec.id if rrec is not None else link.right_id
+        lch: Any = m.changed_fields("left", lnow, lb) if lrec is not None else _NONE
+        rch: Any = m.changed_fields("right", rnow, rb) if rrec is not None else _NONE
+        lonly, ronly = lch, rch
+    else:
+        lb = rb = lsnap = rsnap = None
+        lnow = lrec.values if lrec is not None else {}
+        rnow = rrec.values if rrec is not None else {}
+        lid = lrec.id if lrec is not None else ""
+        rid = rrec.id if rrec is not None else ""
+        lch = m.field_set("left") if lrec is not None else _NONE
+        rch = m.field_set("right") if rrec is not None else _NONE
+        lonly = None if lch else lch  # None: every flow (a first match renders them all)
+        ronly = None if rch else rch
     # desired target values per side, from flows whose source fields changed
-    desired: dict[str, dict[str, Any]] = {"left": {}, "right": {}}
-    origin: dict[str, dict[str, tuple[str, ...]]] = {"left": {}, "right": {}}
-    for src in ("left", "right"):
-        tgt = other(src)
-        if recs[src] is None:
-            continue
-        try:
-            if m.parent is not None and link is None:
-                desired[tgt].update(m.parent_values(src, now[src]))
-            for fl in m.flows[src]:
-                if not m.applies(fl, now[src]):
-                    continue
-                if fl.src and not (set(fl.src) & changed[src]):
-                    continue
-                if not fl.src and not changed[src]:
-                    continue
-                vals = m.render_flow(src, fl, now[src])
-                for t, v in vals.items():
-                    desired[tgt][t] = v
-                    origin[tgt][t] = fl.src
-        except MapError as exc:
-            kind = "skip" if exc.code == PARENT_NOT_SYNCED else "fail"
-            return [Op(kind, src, source_id=ids[src], code=exc.code, message=exc.message)]
+    want_r: dict[str, Any] = {}
+    want_l: dict[str, Any] = {}
+    try:
+        if lrec is not None:
+            _render_changed(m, "left", lnow, lonly, first, want_r)
+    except MapError as exc:
+        return [Op("skip" if exc.code == PARENT_NOT_SYNCED else "fail", "left", source_id=lid, code=exc.code,
+                   message=exc.message)]
+    try:
+        if rrec is not None:
+            _render_changed(m, "right", rnow, ronly, first, want_l)
+    except MapError as exc:
+        return [Op("skip" if exc.code == PARENT_NOT_SYNCED else "fail", "right", source_id=rid, code=exc.code,
+                   message=exc.message)]
     # conflicts: a target field whose own value changed too (both sides changed the same field map)
-    conflicts: set[tuple[str, str]] = set()  # (target side, target field)
-    two_way = {s: {n for fl in m.flows[s] for n in fl.src} for s in ("left", "right")}
-    for tgt in ("left", "right"):
-        for t in list(desired[tgt]):
-            if t not in changed[tgt] or t not in two_way[tgt] or m.same(tgt, t, desired[tgt][t], now[tgt].get(t)):
-                continue
-            if link is None:  # first match: fill what is empty, never erase a value with an empty one
-                if comparable_empty(m, tgt, t, now[tgt].get(t)):
-                    continue
-                if comparable_empty(m, tgt, t, desired[tgt][t]):
-                    del desired[tgt][t]
-                    continue
-            conflicts.add((tgt, t))
-    writes: dict[str, dict[str, Any]] = {"left": {}, "right": {}}
-    for tgt in ("left", "right"):
-        for t, v in desired[tgt].items():
-            if (tgt, t) in conflicts:
-                continue
-            if not m.same(tgt, t, v, now[tgt].get(t)):
-                writes[tgt][t] = v
-    kept_base: dict[str, set[str]] = {"left": set(), "right": set()}
+    conflicts: list[tuple[str, str]] = []  # (target side, target field)
+    wl = _writes(m, "left", want_l, lnow, lch, first, conflicts)
+    wr = _writes(m, "right", want_r, rnow, rch, first, conflicts)
+    ops: list[Op] = []
+    kept_l: set[str] = set()
+    kept_r: set[str] = set()
     if conflicts:
+        writes = {"left": wl, "right": wr}
+        desired = {"left": want_l, "right": want_r}
         policy = m.module.conflict
         if link is None and policy == "skip":
             winner = None
@@ -297,13 +368,20 @@ def _merge(inp: PlanInput, lrec: Record | None, rrec: Record | None, link: Link 
         else:
             winner = None
         fields_ = tuple(sorted(f"{s}.{t}" for s, t in conflicts))
+        ids = {"left": lid, "right": rid}
         if winner is None:
             if link is not None:
+                origin: dict[str, dict[str, tuple[str, ...]]] = {"left": {}, "right": {}}
+                if lrec is not None:  # which source fields each conflicting value came from
+                    _render_changed(m, "left", lnow, lch, False, {}, origin["right"])
+                if rrec is not None:
+                    _render_changed(m, "right", rnow, rch, False, {}, origin["left"])
+                kept = {"left": kept_l, "right": kept_r}
                 for s, t in conflicts:
-                    kept_base[s].add(t)
+                    kept[s].add(t)
                     for src_f in origin[s].get(t, ()):
-                        kept_base[other(s)].add(src_f)
-                ops.append(Op("conflict", "left", source_id=ids["left"], target_id=ids["right"],
+                        kept[other(s)].add(src_f)
+                ops.append(Op("conflict", "left", source_id=lid, target_id=rid,
                               code=CONFLICT_SKIPPED, fields=fields_,
                               message=f"both sides changed {', '.join(fields_)}; skipped (policy skip)"))
         else:
@@ -315,35 +393,39 @@ def _merge(inp: PlanInput, lrec: Record | None, rrec: Record | None, link: Link 
             ops.append(Op("conflict", loser, source_id=ids[winner], target_id=ids[loser], code=policy,
                           fields=fields_, message=f"{what} {', '.join(fields_)}; {winner} wins ({policy})"))
     # the new merge base: current values plus what we write
-    new_base = {}
-    for s in ("left", "right"):
-        snap = m.snapshot(s, now[s])
-        snap.update({k: v for k, v in writes[s].items() if k in m.fields(s)})
-        for t in kept_base[s]:
-            if base[s] is not None and t in base[s]:
-                snap[t] = base[s][t]
-            else:
-                snap.pop(t, None)
-        new_base[s] = snap
-    new_link = Link(left_id=ids["left"], right_id=ids["right"], left_values=new_base["left"],
-                    right_values=new_base["right"])
-    for tgt in ("left", "right"):
-        if writes[tgt]:
-            ops.append(Op("update", tgt, source_id=ids[other(tgt)], target_id=ids[tgt], values=writes[tgt],
-                          link=new_link, pair=pair))
+    nl = _new_base(m, "left", lsnap, lnow, wl, kept_l, lb)
+    nr = _new_base(m, "right", rsnap, rnow, wr, kept_r, rb)
+    new_link = Link(left_id=lid, right_id=rid, left_values=nl, right_values=nr)
+    pair = f"pair:{lid}:{rid}"
+    if wl:
+        ops.append(Op("update", "left", source_id=rid, target_id=lid, values=wl, link=new_link, pair=pair))
+    if wr:
+        ops.append(Op("update", "right", source_id=lid, target_id=rid, values=wr, link=new_link, pair=pair))
     if link is None:
-        ops.append(Op("link", "right", source_id=ids["left"], target_id=ids["right"], link=new_link, pair=pair))
-    elif not writes["left"] and not writes["right"] and \
-            (dict(link.left_values) != new_base["left"] or dict(link.right_values) != new_base["right"]):
-        ops.append(Op("link", "right", source_id=ids["left"], target_id=ids["right"], link=new_link, pair=pair,
-                      code="refresh"))
+        ops.append(Op("link", "right", source_id=lid, target_id=rid, link=new_link, pair=pair))
+    elif not wl and not wr and (link.left_values != nl or link.right_values != nr):
+        ops.append(Op("link", "right", source_id=lid, target_id=rid, link=new_link, pair=pair, code="refresh"))
     return ops
 
 
-def comparable_empty(m: ModuleMapper, side: str, name: str, value: Any) -> bool:
-    from engine.sync.mapping import comparable
+def _new_base(m: ModuleMapper, s: str, snap: dict[str, Any] | None, now: Mapping[str, Any], writes: dict[str, Any],
+              kept: set[str], base: Mapping[str, Any] | None) -> dict[str, Any]:
+    nb = snap if snap is not None else m.snapshot(s, now)
+    if writes:
+        fs = m.field_set(s)
+        for k, v in writes.items():
+            if k in fs:
+                nb[k] = v
+    for t in kept:
+        if base is not None and t in base:
+            nb[t] = base[t]
+        else:
+            nb.pop(t, None)
+    return nb
 
-    return comparable(value, m.info(side, name).kind) is None
+
+def comparable_empty(m: ModuleMapper, side: str, name: str, value: Any) -> bool:
+    return m.empty(side, name, value)
 
 
 def plan_deletes(mapper: ModuleMapper, deleted: Mapping[str, Iterable[str]], links: Mapping[str, Mapping[str, Link]],
