@@ -10,6 +10,9 @@ batch is journalled before it is sent), so it avoids per-call set-up:
   one-way copy, a field mapped to the same name): the second text is the first.
 - ``encode_payload`` is the journal's encoding: the same, without sorting keys (a payload is read back
   as a whole, never compared as text).
+- ``decode_json`` / ``decode_bases`` read them back with the C scanner directly (``json.loads`` checks
+  for white space around the value first), and decode a link's second base once when both texts are
+  the same flat object.
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import datetime, timezone
+from json.scanner import make_scanner
 from typing import Any
 
 try:
     from json.encoder import c_make_encoder as _c_make_encoder, encode_basestring_ascii as _ascii
 except ImportError:  # pragma: no cover - CPython always has _json
     _c_make_encoder = None
+
+_scan = make_scanner(json.JSONDecoder())
 
 
 def _encoder(sort_keys: bool) -> Any:
@@ -67,6 +73,25 @@ def encode_bases(left: Mapping[str, Any], right: Mapping[str, Any]) -> tuple[str
 def encode_journal(payload: Any) -> str:
     """The stored JSON text of a journal entry's payload (a sequence of per-record mappings)."""
     return encode_payload([p if type(p) is dict else dict(p) for p in payload])
+
+
+def decode_json(text: str) -> Any:
+    """``json.loads(text)`` for the texts the stores write (no white space around the value)."""
+    try:
+        value, end = _scan(text, 0)
+    except (StopIteration, ValueError):
+        return json.loads(text)  # white space first, or not JSON: json.loads says what is wrong
+    if end != len(text):
+        return json.loads(text)
+    return value
+
+
+def decode_bases(left: str, right: str) -> tuple[Any, Any]:
+    """A link's two merge bases from their stored texts."""
+    lv = decode_json(left)
+    if right == left and left.count("{") == 1 and "[" not in left and type(lv) is dict:
+        return lv, dict(lv)  # a flat object: a copy is the second decoding
+    return lv, decode_json(right)
 
 
 def utc(dt: datetime) -> datetime:

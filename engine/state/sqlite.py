@@ -33,7 +33,7 @@ from typing import Any
 
 from engine.errors import LockedError, MigrationError, StateError
 from engine.state.base import Deployed, Failure, JournalEntry, Link, LockInfo, RunRecord
-from engine.state.core import encode_bases, encode_journal, encode_json
+from engine.state.core import decode_bases, decode_json, encode_bases, encode_journal, encode_json
 
 BUSY_TIMEOUT_MS = 5000
 _CHUNK = 500  # ids per IN (...) query, below SQLite's variable limit
@@ -441,9 +441,8 @@ class SQLiteStore:
 
     @staticmethod
     def _link(row: Any) -> Link:
-        return Link(left_id=row[0], right_id=row[1], left_values=json.loads(row[2]),
-                    right_values=json.loads(row[3]), left_hash=row[4], right_hash=row[5],
-                    synced_at=_dt(row[6]))
+        left, right = decode_bases(row[2], row[3])
+        return Link(row[0], row[1], left, right, row[4], row[5], _dt(row[6]))
 
     def get_link(self, integration: str, module: str, *, left_id: str | None = None,
                  right_id: str | None = None) -> Link | None:
@@ -631,7 +630,7 @@ class SQLiteStore:
             sql += " AND module = ?"
             args.append(module)
         return [JournalEntry(id=r[0], integration=r[1], module=r[2], target=r[3], operation=r[4],
-                             payload=tuple(json.loads(r[5])), created=_dt(r[6]))
+                             payload=tuple(decode_json(r[5])), created=_dt(r[6]))
                 for r in self._qa(sql + " ORDER BY id", args)]
 
     # --- meta ----------------------------------------------------------------------------------------

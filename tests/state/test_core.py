@@ -44,3 +44,22 @@ def test_encode_journal_reads_back_as_the_payload():
     payload = ({"source_id": "1", "values": {"Email": "a@x.io"}, "keys": [["Email", "a@x.io"]]},
                MappingProxyType({"source_id": "2", "values": {}}))
     assert json.loads(encode_journal(payload)) == [dict(p) for p in payload]
+
+
+def test_decode_reads_what_encode_wrote_and_what_json_accepts():
+    from engine.state.core import decode_bases, decode_json
+
+    for value in VALUES:
+        assert decode_json(_old(value)) == json.loads(_old(value))
+    assert decode_json(' {"a": 1} ') == {"a": 1}  # white space around: json.loads' answer
+    for bad in ("", "{", '{"a":1} x'):
+        try:
+            decode_json(bad)
+        except json.JSONDecodeError:
+            pass
+        else:
+            raise AssertionError(f"{bad!r} decoded")
+    left, right = decode_bases('{"a":"x","b":null}', '{"a":"x","b":null}')
+    assert left == right == {"a": "x", "b": None} and left is not right
+    left, right = decode_bases('{"a":[1]}', '{"a":[1]}')
+    assert left == right and left["a"] is not right["a"]  # nested values are never shared
