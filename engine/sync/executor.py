@@ -4,9 +4,9 @@ then links, failures and the journal committed in one transaction per executed s
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Callable
 
 from engine.apps.base import WriteResult
 from engine.errors import AppError, AuthError, SyncError
@@ -63,6 +63,32 @@ class _Buffer:
             self.writes = sum(1 for o in self.ops if o.kind in ("create", "update", "delete"))
             ops = now
         self.ex.execute(ops)
+
+
+def journal_payload(ops: list[Op]) -> tuple[dict[str, Any], ...]:
+    """What a write batch journals before it is sent, per record.
+
+    A create carries what a killed run needs to find it on the target before creating it again
+    (``resolve_creates``): the source id, the match keys to search by, the values written (a hit must
+    hold them) and the source's merge base (the link made from a hit). An update or a delete needs
+    none of it (the next run reads its source again and the merge sees what landed), only the ids.
+    The values are the op's own dicts, not copies: the store encodes them before the batch is sent.
+    """
+    if not ops:
+        return ()
+    if ops[0].kind != "create":
+        return tuple({"source_id": o.source_id, "target_id": o.target_id} for o in ops)
+    out = []
+    for o in ops:
+        link = o.link
+        if link is None:
+            src: Mapping[str, Any] = {}
+        else:
+            src = link.left_values if o.target == "right" else link.right_values
+        values = o.values
+        out.append({"source_id": o.source_id, "values": values if values.__class__ is dict else dict(values),
+                    "keys": o.keys, "source_values": src if src.__class__ is dict else dict(src)})
+    return tuple(out)
 
 
 class _LazyRedactor:
@@ -124,11 +150,17 @@ class Executor:
                 elif pair_ok.get(op.pair) and op.pair not in done_pairs:
                     done_pairs.add(op.pair)
                     link = op.link
-                    if op.kind == "create" and link is not None:
-                        link = replace(link, **{f"{op.target}_id": res.id or ""}, synced_at=now)
                     if link is not None:
-                        put.append(replace(link, synced_at=now))
-                        resolved[op.target].append(getattr(link, f"{op.target}_id"))  # its partner too
+                        lid, rid = link.left_id, link.right_id
+                        if op.kind == "create":  # the new record's id completes the link
+                            if op.target == "right":
+                                rid = res.id or ""
+                            else:
+                                lid = res.id or ""
+                        put.append(Link(left_id=lid, right_id=rid, left_values=link.left_values,
+                                        right_values=link.right_values, left_hash=link.left_hash,
+                                        right_hash=link.right_hash, synced_at=now))
+                        resolved[op.target].append(rid if op.target == "right" else lid)  # its partner too
                     resolved[src].append(op.source_id or "")
             else:
                 code = MANDATORY_MISSING if res.code in ("MANDATORY_NOT_FOUND", "MANDATORY_MISSING") else REJECTED_BY_APP
@@ -144,7 +176,10 @@ class Executor:
             if op.kind == "link":
                 if op.code != "refresh":
                     self.count(op)
-                put.append(replace(op.link, synced_at=now))  # type: ignore[arg-type]
+                link = op.link
+                put.append(Link(left_id=link.left_id, right_id=link.right_id, left_values=link.left_values,  # type: ignore[union-attr]
+                                right_values=link.right_values, left_hash=link.left_hash,  # type: ignore[union-attr]
+                                right_hash=link.right_hash, synced_at=now))  # type: ignore[union-attr]
                 resolved[op.side].append(op.source_id or "")
                 if op.code != "refresh" and op.link is not None:  # linked: neither side is failing any more
                     resolved["left"].append(op.link.left_id)
@@ -197,16 +232,15 @@ class Executor:
         for (target, kind), idxs in groups.items():
             for j in range(0, len(idxs), BATCH):
                 batches.append((target, kind, idxs[j:j + BATCH]))
-        entries: dict[int, JournalEntry] = {}
-        for bi, (target, kind, idxs) in enumerate(batches):
-            payload = tuple({"source_id": writes[i].source_id, "target_id": writes[i].target_id,
-                             "values": dict(writes[i].values), "keys": [list(k) for k in writes[i].keys],
-                             "source_values": dict(writes[i].link.left_values if target == "right"
-                                                   else writes[i].link.right_values) if writes[i].link else {}}
-                            for i in idxs)
-            entry = JournalEntry(id=None, integration=self.name, module=self.module.name, target=target,
-                                 operation=kind, payload=payload, created=_now(self.r.clock))
-            entries[bi] = replace(entry, id=self.store.journal_add(entry))
+        created = _now(self.r.clock)
+        pending = [JournalEntry(id=None, integration=self.name, module=self.module.name, target=target,
+                                operation=kind, payload=journal_payload([writes[i] for i in idxs]), created=created)
+                   for target, kind, idxs in batches]
+        add_many = getattr(self.store, "journal_add_many", None)
+        ids = add_many(pending) if add_many is not None else [self.store.journal_add(e) for e in pending]
+        entries = {bi: JournalEntry(id=eid, integration=e.integration, module=e.module, target=e.target,
+                                    operation=e.operation, payload=e.payload, created=e.created)
+                   for bi, (e, eid) in enumerate(zip(pending, ids))}
         results: list[WriteResult | None] = [None] * len(writes)
         workers = max(1, min(len(batches), self.r.concurrency("left"), self.r.concurrency("right")))
         with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -323,6 +323,7 @@ class ModuleMapper:
         self._flat: dict[str, tuple[tuple[str, str, bool, Flow], ...] | None] = {}
         self._sets: dict[tuple[str, str], frozenset[str]] = {}
         self._mandatory: dict[str, tuple[str, ...] | None] = {}
+        self._flat_unique: dict[str, bool] = {}
         self._getters: dict[str, tuple[tuple[str, ...], Callable[[Any], Any] | None]] = {}
         self._cmp: dict[tuple[str, str], Callable[[Any], Any]] = {}
         self.compiled: dict[Any, Any] = {}  # the planner's per-mapper caches (probe normalisers, key names)
@@ -616,6 +617,28 @@ class ModuleMapper:
         self.render_into(src_side, src_values, out, only)
         return out
 
+    def render_new(self, src_side: str, src_values: Mapping[str, Any]) -> dict[str, Any]:
+        """``render_record`` without its empty values (None, "", []): the body of a create."""
+        if self.parent is None:
+            flat = self._flat.get(src_side, False)
+            if flat is False:
+                self._compiled(src_side)
+                flat = self._flat[src_side]
+            if flat is not None and self._flat_unique[src_side]:  # each target field written once
+                out: dict[str, Any] = {}
+                get = src_values.get
+                for s_name, t_name, plain, fl in flat:
+                    v = get(s_name)
+                    if plain and (v is None or v.__class__ is str):
+                        if v:
+                            out[t_name] = v
+                    else:
+                        v = self._convert(src_side, s_name, t_name, v, fl)
+                        if v is not None and v != "" and v != []:
+                            out[t_name] = v
+                return out
+        return {k: v for k, v in self.render_record(src_side, src_values).items() if v not in (None, "", [])}
+
     def render_into(self, src_side: str, src_values: Mapping[str, Any], out: dict[str, Any],
                     only: set[str] | frozenset[str] | None = None) -> None:
         """``render_record`` without the parent reference, into ``out`` (flows in order, later ones win)."""
@@ -666,6 +689,7 @@ class ModuleMapper:
             else:
                 out.append((fl, frozenset(fl.src), self._flow_renderer(src_side, fl)))
         self._flat[src_side] = tuple(flat) if flat is not None else None
+        self._flat_unique[src_side] = flat is not None and len({t for _, t, _, _ in flat}) == len(flat)
         self._comp[src_side] = tuple(out)
         return self._comp[src_side]
 

@@ -196,7 +196,7 @@ def _plan_record(inp: PlanInput, side: str, rec: Record, done: dict[str, set[str
         return []
     idx = inp.index.get(osd)
     cands: list[str] = []
-    if idx is not None and m.module.match:
+    if idx is not None and m.module.match and (idx.records or idx.__class__ is not MatchIndex):
         cands = idx.lookup(probe_values(m, side, rec.values))
         if cands and deleted:
             gone = deleted.get(osd, _NONE)
@@ -230,7 +230,7 @@ def _plan_record(inp: PlanInput, side: str, rec: Record, done: dict[str, set[str
     if not m.flows[side]:
         return []
     try:
-        values = _clean(m.render_record(side, rec.values))
+        values = m.render_new(side, rec.values)
         missing = m.mandatory_missing(osd, values)
         if missing:
             raise MapError(MANDATORY_MISSING, f"mandatory field {missing} would be empty", missing)

@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from engine.apps.zoho import parse_time
     from engine.state import open_store
     from engine.state.base import JournalEntry, Link
+    from engine.sync.executor import journal_payload
     from engine.sync.mapping import ModuleMapper
     from engine.sync.plan import MatchIndex, PlanInput, plan_changes
 
@@ -131,14 +132,11 @@ def main(argv: list[str] | None = None) -> int:
         store = open_store(f"sqlite:///{Path(d) / 'state.db'}")
         now = datetime.now(timezone.utc)
 
-        def journal() -> None:
-            for i in range(0, len(writes), 100):
-                payload = tuple({"source_id": o.source_id, "target_id": o.target_id, "values": dict(o.values),
-                                 "keys": [list(k) for k in o.keys],
-                                 "source_values": dict(o.link.left_values) if o.link else {}}
-                                for o in writes[i:i + 100])
-                store.journal_add(JournalEntry(id=None, integration="bench", module="contacts", target="right",
-                                               operation="create", payload=payload, created=now))
+        def journal() -> None:  # as Executor.send: the batches of one buffer flush (1,000 writes) in one call
+            for j in range(0, len(writes), 1000):
+                store.journal_add_many([JournalEntry(id=None, integration="bench", module="contacts", target="right",
+                                                     operation="create", payload=journal_payload(writes[i:i + 100]),
+                                                     created=now) for i in range(j, min(j + 1000, len(writes)), 100)])
 
         timed("journal", journal)
 
