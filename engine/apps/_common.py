@@ -54,20 +54,34 @@ def batch_failed(exc: AppError, size: int) -> list[WriteResult]:
             for _ in range(size)]
 
 
+_UTC = timezone.utc
+_fromisoformat = datetime.fromisoformat
+
+
 def parse_time(value: Any) -> datetime | None:
     """ISO 8601 (Zoho ``2023-05-10T01:10:47-07:00``, Desk ``...000Z``) as an aware UTC datetime."""
+    if value.__class__ is str:  # the fast path: the apps' own fixed formats parse as they are
+        try:
+            dt = _fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            tz = dt.tzinfo
+            if tz is _UTC:
+                return dt
+            return dt.replace(tzinfo=_UTC) if tz is None else dt.astimezone(_UTC)
     if not isinstance(value, str) or not value:
         return None
     text = value.strip()
     if text.endswith("Z"):
         text = text[:-1] + "+00:00"
     try:
-        dt = datetime.fromisoformat(text)
+        dt = _fromisoformat(text)
     except ValueError:
         return None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc)
+        dt = dt.replace(tzinfo=_UTC)
+    return dt.astimezone(_UTC)
 
 
 def zoho_time(dt: datetime) -> str:

@@ -18,12 +18,18 @@ What it does for a client, so that the clients only shape requests and read enve
   ``ProtocolError`` (malformed JSON, wrong envelope);
 - **redaction**: every secret the layer learns (client secret, refresh token, access tokens) is
   registered with ``REDACTOR``; error messages pass through it and a logging filter on the
-  ``engine.apps`` and ``httpx`` loggers scrubs log records.
+  ``engine.apps`` and ``httpx`` loggers scrubs log records;
+- **connections**: one ``httpx.Client`` per connection whose pool holds ``max_concurrency`` (+1 for the
+  token endpoint) kept-alive connections;
+- **cost**: ``transport_cpu_seconds()`` is the CPU (``time.thread_time``) every layer of the process spent
+  building, sending and receiving requests and decoding their JSON answers, so a caller can tell
+  syncform's own work from the transport's.
 """
 
 from __future__ import annotations
 
 import email.utils
+import json as jsonlib
 import logging
 import random
 import threading
@@ -84,6 +90,29 @@ def hosts_for(datacenter: str, base_url: str | None = None) -> Hosts:
 
 
 # --------------------------------------------------------------------------------------------------
+# CPU spent in the transport
+
+_thread_time = time.thread_time
+_cpu_lock = threading.Lock()
+_cpu_total = 0.0
+
+
+def _add_cpu(seconds: float) -> None:
+    global _cpu_total
+    with _cpu_lock:
+        _cpu_total += seconds
+
+
+def transport_cpu_seconds() -> float:
+    """CPU seconds this process has spent inside the apps' HTTP layer, all threads and connections
+    together: encoding request bodies, sending, receiving (the waiting is not CPU) and decoding JSON
+    answers, token refreshes included. Monotonic; take differences around the work to measure
+    (sync CPU minus this = syncform's own work)."""
+    with _cpu_lock:
+        return _cpu_total
+
+
+# --------------------------------------------------------------------------------------------------
 # Redaction
 
 class Redactor:
@@ -93,20 +122,18 @@ class Redactor:
 
     def __init__(self) -> None:
         self._secrets: set[str] = set()
+        self._ordered: tuple[str, ...] = ()  # longest first; replaced whole, so readers need no lock
         self._lock = threading.Lock()
 
     def add(self, *values: str | None) -> None:
         with self._lock:
-            for v in values:
-                if isinstance(v, str) and len(v) >= self.MIN_LEN:
-                    self._secrets.add(v)
+            new = {v for v in values if isinstance(v, str) and len(v) >= self.MIN_LEN} - self._secrets
+            if new:
+                self._secrets |= new
+                self._ordered = tuple(sorted(self._secrets, key=len, reverse=True))
 
     def redact(self, text: str) -> str:
-        if not self._secrets:
-            return text
-        with self._lock:
-            secrets = sorted(self._secrets, key=len, reverse=True)
-        for s in secrets:
+        for s in self._ordered:
             if s in text:
                 text = text.replace(s, "***")
         return text
@@ -180,6 +207,7 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+_JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -208,8 +236,12 @@ class HttpLayer:
         self._stats: Counter[tuple[str, str]] = Counter()
         self._retries: Counter[tuple[str, str]] = Counter()
         self._stats_lock = threading.Lock()
+        # one kept-alive connection per request in flight (+1: the token endpoint); real HTTP only
+        pool = self.max_concurrency + 1
         self._client = httpx.Client(transport=transport, timeout=timeout, headers=dict(headers or {}),
-                                    follow_redirects=False)
+                                    follow_redirects=False,
+                                    limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool,
+                                                        keepalive_expiry=30.0))
         self.tokens: TokenSource | None = None
         if credentials is not None:
             client_id, client_secret, refresh_token = credentials
@@ -234,11 +266,20 @@ class HttpLayer:
         reads the app's envelope). Raises ``RateLimitedError`` / ``TransientAppError`` when the
         retries run out, ``AuthError`` for a 401 that a fresh token does not cure.
         """
-        if count:
-            with self._stats_lock:
-                self._stats[(module, op)] += 1
-        return self._send(method, url, module=module, op=op, params=params, json=json, data=data,
-                          headers=headers, auth=self.tokens is not None)
+        start = _thread_time()
+        try:
+            if count:
+                with self._stats_lock:
+                    self._stats[(module, op)] += 1
+            content = None
+            if json is not None:  # one encoding, the way httpx would do it, counted as transport work
+                content = jsonlib.dumps(json, ensure_ascii=False, separators=(",", ":"),
+                                        allow_nan=False).encode("utf-8")
+                headers = {**headers, "Content-Type": "application/json"} if headers else _JSON_HEADERS
+            return self._send(method, url, module=module, op=op, params=params, content=content, data=data,
+                              headers=headers, auth=self.tokens is not None)
+        finally:
+            _add_cpu(_thread_time() - start)
 
     def stats(self) -> dict[tuple[str, str], int]:
         """Logical calls per (module, operation); retries are in ``retry_stats()``."""
@@ -259,12 +300,15 @@ class HttpLayer:
 
     def json(self, response: httpx.Response, module: str, op: str) -> Any:
         """The JSON body, or ``ProtocolError`` naming the call."""
+        start = _thread_time()
         try:
-            return response.json()
+            return jsonlib.loads(response.content)
         except ValueError:
             raise ProtocolError(self.redact(f"{self.where(module, op)}: HTTP {response.status_code} "
                                             f"answer is not JSON: {response.text[:120]!r}"),
                                 app=self.app, status=response.status_code, code="MALFORMED_JSON") from None
+        finally:
+            _add_cpu(_thread_time() - start)
 
     def error(self, response: httpx.Response, module: str, op: str) -> AppError:
         """A terminal request-level error from a Zoho (``code``) or Desk (``errorCode``) envelope."""
@@ -294,12 +338,13 @@ class HttpLayer:
     # -- internals -----------------------------------------------------------------------------------
 
     def _send(self, method: str, url: str, *, module: str, op: str, auth: bool, params: Any = None,
-              json: Any = None, data: Any = None, headers: Mapping[str, str] | None = None) -> httpx.Response:
+              content: bytes | None = None, data: Any = None,
+              headers: Mapping[str, str] | None = None) -> httpx.Response:
         refreshed = False
         attempt = 0
         while True:
             attempt += 1
-            hdrs = dict(headers or {})
+            hdrs = dict(headers) if headers else {}
             token = None
             if auth and self.tokens is not None:
                 token = self.tokens.token()
@@ -308,7 +353,7 @@ class HttpLayer:
             retry_after: float | None = None
             try:
                 with self._slots:
-                    response = self._client.request(method, url, params=params, json=json, data=data,
+                    response = self._client.request(method, url, params=params, content=content, data=data,
                                                     headers=hdrs)
                     response.read()
             except httpx.TimeoutException as exc:
@@ -330,7 +375,8 @@ class HttpLayer:
                                        code="HTTP_ERROR") from None
             else:
                 status = response.status_code
-                log.debug("%s %s %s -> %s", self.connection, method, httpx.URL(url).path, status)
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("%s %s %s -> %s", self.connection, method, httpx.URL(url).path, status)
                 if status == 401 and token is not None and self.tokens is not None and not refreshed \
                         and self._is_invalid_token(response):
                     refreshed = True

@@ -64,9 +64,10 @@ class ZohoClient(ClientBase):
         headers = {"If-Modified-Since": zoho_time(since)} if since is not None else {}
         floor = as_utc(filter.created_after) if filter is not None else None
         for page in self._pages(module, "list", f"{self.base}/{module}", params, headers):
-            records = [self._record(module, "list", r) for r in page]
-            records = [r for r in records if (since is None or r.modified >= since)
-                       and (floor is None or r.created is None or r.created >= floor)]
+            records = self._records(module, "list", page)
+            if since is not None or floor is not None:
+                records = [r for r in records if (since is None or r.modified >= since)
+                           and (floor is None or r.created is None or r.created >= floor)]
             if records:
                 yield records
 
@@ -95,8 +96,7 @@ class ZohoClient(ClientBase):
             if response.status_code in (204, 304):
                 continue
             body = self._body(response, module, "get", ok=(200,))
-            for raw in self._data(body, module, "get"):
-                rec = self._record(module, "get", raw)
+            for rec in self._records(module, "get", self._data(body, module, "get")):
                 if rec.id in batch:
                     found[rec.id] = rec
         return [found[i] for i in wanted if i in found]
@@ -106,7 +106,7 @@ class ZohoClient(ClientBase):
         params = {"criteria": criteria, "per_page": PER_PAGE}
         out: list[Record] = []
         for page in self._pages(module, "search", f"{self.base}/{module}/search", params, {}):
-            out.extend(self._record(module, "search", r) for r in page)
+            out.extend(self._records(module, "search", page))
         return out
 
     def fields(self, module: str) -> list[dict[str, Any]]:
@@ -143,11 +143,12 @@ class ZohoClient(ClientBase):
     # -- writing -------------------------------------------------------------------------------------
 
     def create_many(self, module: str, records: Sequence[Mapping[str, Any]]) -> list[WriteResult]:
-        items = [dict(r) for r in records]
+        # the records go to the JSON encoder as they are (a Mapping that is not a dict is copied once)
+        items = [r if r.__class__ is dict else dict(r) for r in records]
         return self._write("POST", module, "create", items, [None] * len(items))
 
     def update_many(self, module: str, updates: Sequence[tuple[str, Mapping[str, Any]]]) -> list[WriteResult]:
-        items = [{**dict(values), "id": str(rid)} for rid, values in updates]
+        items = [{**values, "id": str(rid)} for rid, values in updates]
         return self._write("PUT", module, "update", items, [str(rid) for rid, _ in updates])
 
     def delete_many(self, module: str, ids: Sequence[str]) -> list[WriteResult]:
@@ -169,7 +170,7 @@ class ZohoClient(ClientBase):
         for offset, batch in chunks(items, BATCH):
             try:
                 response = self.http.request(method, f"{self.base}/{module}", module=module, op=op,
-                                             json={"data": list(batch), "trigger": []})
+                                             json={"data": batch, "trigger": []})
             except TransientAppError as exc:
                 results.extend(batch_failed(exc, len(batch)))
                 continue
@@ -191,7 +192,13 @@ class ZohoClient(ClientBase):
     def _result(self, item: Any, given_id: str | None, module: str, op: str) -> WriteResult:
         if not isinstance(item, dict):
             raise self.protocol(module, op, "a data[] item is not an object")
-        details = item.get("details") if isinstance(item.get("details"), dict) else {}
+        details = item.get("details")
+        if details.__class__ is dict and item.get("status") == "success":  # the common case, directly
+            rid = details.get("id", given_id)
+            return WriteResult(True, str(rid) if rid is not None else None, str(item.get("code") or ""),
+                               str(item.get("message") or ""), None, False,
+                               parse_time(details.get("Modified_Time")), details)
+        details = details if isinstance(details, dict) else {}
         code = str(item.get("code") or "")
         message = str(item.get("message") or "")
         if str(item.get("status", "")).lower() == "success":
@@ -249,13 +256,29 @@ class ZohoClient(ClientBase):
             raise self.protocol(module, op, "the answer has no data[] list")
         return data
 
+    def _records(self, module: str, op: str, page: list[Any]) -> list[Record]:
+        """A page of decoded records as ``Record`` values; each record's dict, fresh from the JSON
+        decoder and owned by nobody else, becomes its ``values`` without a copy."""
+        out = []
+        append = out.append
+        for raw in page:
+            if raw.__class__ is not dict:
+                raise self.protocol(module, op, "a record without an id")
+            rid = raw.get("id")
+            modified = parse_time(raw.get("Modified_Time"))
+            if rid.__class__ is not str or not rid or modified is None:
+                append(self._record(module, op, raw))  # the slow path names what is wrong
+                continue
+            append(Record(rid, raw, modified, parse_time(raw.get("Created_Time"))))
+        return out
+
     def _record(self, module: str, op: str, raw: Any) -> Record:
         if not isinstance(raw, dict) or raw.get("id") in (None, ""):
             raise self.protocol(module, op, "a record without an id")
         modified = parse_time(raw.get("Modified_Time"))
         if modified is None:
             raise self.protocol(module, op, f"record {raw['id']} has no Modified_Time")
-        return Record(id=str(raw["id"]), values=dict(raw), modified=modified,
+        return Record(id=str(raw["id"]), values=raw, modified=modified,
                       created=parse_time(raw.get("Created_Time")))
 
     def _list_fields(self, module: str, fields: Sequence[str]) -> list[str]:

@@ -198,3 +198,73 @@ def test_clients_against_the_real_sandbox_serve_cli(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_served_sandbox_connection_reuses_its_connections_and_counts_transport_cpu(tmp_path):
+    """Over loopback the layer keeps its connections alive: 50 pages and 20 write batches with 3 in
+    flight open at most 4 TCP connections (3 + the token endpoint), and the CPU spent in the layer is
+    counted in ``transport_cpu_seconds()``."""
+    import threading
+
+    from engine.apps.http import parallel, transport_cpu_seconds
+    from engine.sandbox import make_server
+
+    srv = make_server("127.0.0.1", 0, None)
+    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    t.start()
+    conn = Connection(name="kept", app="bigin", sandbox=SandboxOptions(), max_concurrency=3,
+                      base_url=f"http://127.0.0.1:{srv.server_address[1]}")
+    client = open_client(conn, workdir=tmp_path)
+    try:
+        before = transport_cpu_seconds()
+        batches = [[{"Last_Name": f"Kept {b}-{i}", "Email": f"kept{b}.{i}@example.com"} for i in range(5)]
+                   for b in range(20)]
+        results = [r for rs in parallel(lambda b: client.create_many("Contacts", b), batches, 3) for r in rs]
+        assert len(results) == 100 and all(r.ok for r in results)
+        for _ in range(50):
+            assert len(next(iter(client.list_changed("Contacts", None, fields=["Last_Name"])))) == 100
+        assert transport_cpu_seconds() > before
+        stats = srv.sandbox_app.stats
+        assert stats["calls"]["bigin"]["Contacts"] == {"create": 20, "list": 50}
+        assert 1 <= stats["connections"] <= 4
+    finally:
+        client.close()
+        srv.shutdown()
+        srv.server_close()
+        srv.sandbox_app.close()
+
+
+def test_transport_cpu_seconds_adds_up_across_threads():
+    """Each thread's CPU inside the layer is added to one process-wide total, without losing updates."""
+    import threading
+    import time
+
+    from engine.apps.http import HttpLayer, hosts_for, transport_cpu_seconds
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sum(range(20_000))  # some CPU inside the transport
+        return httpx.Response(200, json={"data": [{"id": "1"}] * 50})
+
+    layer = HttpLayer(app="bigin", connection="cpu", hosts=hosts_for("us"), transport=httpx.MockTransport(handler),
+                      max_concurrency=4)
+    own: list[float] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        start = time.thread_time()
+        for _ in range(20):
+            layer.json(layer.request("POST", "https://www.zohoapis.com/x", module="M", op="create",
+                                     json={"data": [{"a": 1}]}), "M", "create")
+        with lock:
+            own.append(time.thread_time() - start)
+
+    before = transport_cpu_seconds()
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    layer.close()
+    spent = transport_cpu_seconds() - before
+    assert 0 < spent <= sum(own) + 1e-3
+    assert spent >= 0.5 * sum(own)  # nearly all of each thread's time was spent in the layer
