@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 from collections import Counter
@@ -32,6 +33,7 @@ class User:
         return f"{self.first_name} {self.last_name}"
 
 
+@functools.cache
 def users_of(app: str) -> tuple[User, ...]:
     base = ID_BASE[app]
     return (User(str(base + 1), "Sandbox", "Admin", "admin@example.com", "CEO"),

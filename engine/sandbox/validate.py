@@ -43,9 +43,28 @@ def _lookup_id(v: Any) -> str | None:
     return v if isinstance(v, str) and v.strip() else None
 
 
+_KINDS: dict[str, str] = {}  # catalog type -> kind (``Field.kind`` computes it on every access)
+_MANDATORY: dict[int, tuple[ModuleCatalog, tuple[str, ...]]] = {}
+
+
+def kind_of(f: Field) -> str:
+    kind = _KINDS.get(f.type)
+    if kind is None:
+        kind = _KINDS[f.type] = f.kind
+    return kind
+
+
+def _mandatory(module: ModuleCatalog) -> tuple[str, ...]:
+    hit = _MANDATORY.get(id(module))
+    if hit is None or hit[0] is not module:
+        hit = _MANDATORY[id(module)] = (module, tuple(f.api_name for f in module.fields
+                                                      if f.mandatory and not f.read_only))
+    return hit[1]
+
+
 def check_value(f: Field, v: Any, *, exists: Callable[[str | None, str], bool],
                 user_ids: set[str]) -> tuple[Any, FieldError | None]:
-    kind = f.kind
+    kind = kind_of(f)
     bad = lambda msg, **d: (None, FieldError("INVALID_DATA", f.api_name, msg, d))  # noqa: E731
     if v is None:
         return None, None
@@ -139,7 +158,7 @@ def check(module: ModuleCatalog, values: dict[str, Any], *, creating: bool,
         if err:
             return {}, err
         clean[name] = cv
-    mandatory = [f.api_name for f in module.fields if f.mandatory and not f.read_only] + list(extra_mandatory)
+    mandatory = _mandatory(module) + tuple(extra_mandatory)
     for name in mandatory:
         present = name in clean or (name in values and module.field(name) is None)
         value = clean.get(name, values.get(name))

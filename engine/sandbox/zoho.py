@@ -57,34 +57,91 @@ def module_id(app: str, module: str) -> str:
     return field_id(app, "$modules", module)
 
 
-def unique_fields(mod: ModuleCatalog) -> list[str]:
-    """The system unique field first (Contacts Email, Accounts Account_Name...), then custom ones."""
+_MODULE_CACHE: dict[tuple[str, int], tuple[ModuleCatalog, Any]] = {}
+
+
+def _cached(what: str, mod: ModuleCatalog, build: Any) -> Any:
+    """``build(mod)``, computed once per catalog module (catalogs live as long as the process)."""
+    key = (what, id(mod))
+    hit = _MODULE_CACHE.get(key)
+    if hit is None or hit[0] is not mod:
+        hit = _MODULE_CACHE[key] = (mod, build(mod))
+    return hit[1]
+
+
+def _unique_fields(mod: ModuleCatalog) -> tuple[str, ...]:
     names = [f.api_name for f in mod.fields if f.unique]
     sys_u = SYSTEM_UNIQUE.get(mod.api_name)
     if sys_u and mod.field(sys_u) and sys_u not in names:
         names.insert(0, sys_u)
-    return names
+    return tuple(names)
+
+
+def unique_fields(mod: ModuleCatalog) -> tuple[str, ...]:
+    """The system unique field first (Contacts Email, Accounts Account_Name...), then custom ones."""
+    return _cached("unique", mod, _unique_fields)
+
+
+_NON_DIGITS = re.compile(r"\D")
 
 
 def digits(v: Any) -> str:
-    return re.sub(r"\D", "", str(v or ""))
+    return _NON_DIGITS.sub("", str(v or ""))
 
 
-def indexed_fields(mod: ModuleCatalog) -> list[str]:
-    """Fields whose normalised values are indexed: unique fields, e-mail and phone fields."""
+def _indexed_fields(mod: ModuleCatalog) -> tuple[str, ...]:
     names = unique_fields(mod)
-    return names + [f.api_name for f in mod.fields if f.kind in ("email", "phone") and f.api_name not in names]
+    return names + tuple(f.api_name for f in mod.fields if f.kind in ("email", "phone") and f.api_name not in names)
+
+
+def indexed_fields(mod: ModuleCatalog) -> tuple[str, ...]:
+    """Fields whose normalised values are indexed: unique fields, e-mail and phone fields."""
+    return _cached("indexed", mod, _indexed_fields)
+
+
+def field_kinds(mod: ModuleCatalog) -> dict[str, str]:
+    """api name -> kind (text, lookup, owner, datetime...) of the module's fields."""
+    return _cached("kinds", mod, lambda m: {f.api_name: f.kind for f in m.fields})
+
+
+def _index_plan(mod: ModuleCatalog) -> tuple[tuple[str, bool], ...]:
+    kinds = field_kinds(mod)
+    return tuple((n, kinds.get(n) == "phone") for n in indexed_fields(mod))
 
 
 def index_keys(ctx: Context, app: str, mod: ModuleCatalog, row: Row) -> None:
     """Record the normalised values of ``row``'s indexed fields (duplicate checks and searches use
     them); phone fields are indexed by their digits."""
-    keys = {}
-    for n in indexed_fields(mod):
-        f = mod.field(n)
-        v = row.data.get(n)
-        keys[n] = digits(v) if f is not None and f.kind == "phone" else validate.norm(v)
+    data = row.data
+    keys = {n: digits(data.get(n)) if phone else validate.norm(data.get(n))
+            for n, phone in _cached("index_plan", mod, _index_plan)}
     ctx.store.set_keys(app, mod.api_name, row.id, keys)
+
+
+class _BatchKeys:
+    """Normalised unique values of the records written so far in one batch: a duplicate inside the
+    batch is found by a dict lookup, not by normalising every earlier record again."""
+
+    __slots__ = ("names", "seen")
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self.seen: dict[tuple[str, str], list[str]] = {}
+
+    def add(self, rid: str, data: dict[str, Any]) -> None:
+        for name in self.names:
+            want = validate.norm(data.get(name))
+            if want:
+                self.seen.setdefault((name, want), []).append(rid)
+
+    def find(self, name: str, want: str, skip: str | None) -> str | None:
+        for rid in self.seen.get((name, want), ()):
+            if rid != skip:
+                return rid
+        return None
+
+
+_SPECIAL_KINDS = frozenset({"lookup", "owner", "datetime"})
 
 
 class ZohoApi:
@@ -167,13 +224,23 @@ class ZohoApi:
         u = self.ctx.user(self.app, uid)
         return {"name": u.name, "id": u.id, "email": u.email} if email else {"name": u.name, "id": u.id}
 
-    def render(self, mod: ModuleCatalog, row: Row, fields: list[str] | None = None) -> dict[str, Any]:
+    def render(self, mod: ModuleCatalog, row: Row, fields: list[str] | None = None,
+               keep: frozenset[str] | None = None) -> dict[str, Any]:
+        """The record as the API answers it; with ``fields``, only those (and ``id``). ``keep`` is
+        ``frozenset(fields) | {"id"}``, computed once by callers that render a page."""
+        if fields is not None and keep is None:
+            keep = frozenset(fields) | {"id"}
         d = row.data
+        kinds = field_kinds(mod)
         out: dict[str, Any] = {}
+        want_se = keep is None or "$se_module" in keep
         for k, v in d.items():
-            if k.startswith("_"):
+            if k[:1] == "_" or (keep is not None and k not in keep and not (want_se and k in ("Parent_Id", "What_Id"))):
                 continue
-            f = mod.field(k)
+            kind = kinds.get(k)
+            if kind not in _SPECIAL_KINDS and k != "Parent_Id":
+                out[k] = v
+                continue
             if k == "Parent_Id" and isinstance(v, dict):
                 parent = self.ctx.store.get(self.app, v.get("module", ""), v.get("id", ""), include_deleted=True)
                 name = self.ctx.display_name(parent)
@@ -184,35 +251,41 @@ class ZohoApi:
                     out[k] = {"name": name, "id": v.get("id")}
                     out["$se_module"] = v.get("module")
                 continue
-            if f is not None and f.kind == "lookup" and isinstance(v, dict):
-                target = v.get("module") or f.lookup
+            if kind == "lookup" and isinstance(v, dict):
+                target = v.get("module") or mod.field(k).lookup  # type: ignore[union-attr]
                 row2 = (self.ctx.store.get(self.app, target, v["id"], include_deleted=True) if target
                         else self.ctx.store.find_any_module(self.app, v["id"]))
                 out[k] = {"name": self.ctx.display_name(row2), "id": v["id"]}
                 if v.get("module") and k == "What_Id":
                     out["$se_module"] = v["module"]
                 continue
-            if f is not None and f.kind == "owner":
+            if kind == "owner":
                 out[k] = self._user_ref(v)
                 continue
-            if f is not None and f.kind == "datetime" and isinstance(v, str):
+            if kind == "datetime" and isinstance(v, str):
                 out[k] = timefmt.zoho(v)
                 continue
             out[k] = v
-        if mod.api_name in PEOPLE:
-            out["Full_Name"] = display_name(mod.api_name, d)
-        out.setdefault("Owner", self._user_ref(d.get("Owner")))
-        out["Created_Time"] = timefmt.zoho(row.created)
-        out["Modified_Time"] = timefmt.zoho(row.modified)
-        out["Created_By"] = self._user_ref(d.get("_created_by"))
-        out["Modified_By"] = self._user_ref(d.get("_modified_by"))
-        out["$approval_state"] = "approved"
-        out["id"] = row.id
-        for f in mod.fields:  # the API answers every (requested) field, null when empty
-            if f.api_name not in out and (fields is None or f.api_name in fields):
-                out[f.api_name] = None
-        if fields is not None:
-            keep = set(fields) | {"id"}
+        if True:  # the system fields, each only when it is answered
+            if mod.api_name in PEOPLE and (keep is None or "Full_Name" in keep):
+                out["Full_Name"] = display_name(mod.api_name, d)
+            if "Owner" not in out and (keep is None or "Owner" in keep):
+                out["Owner"] = self._user_ref(d.get("Owner"))
+            if keep is None or "Created_Time" in keep:
+                out["Created_Time"] = timefmt.zoho(row.created)
+            if keep is None or "Modified_Time" in keep:
+                out["Modified_Time"] = timefmt.zoho(row.modified)
+            if keep is None or "Created_By" in keep:
+                out["Created_By"] = self._user_ref(d.get("_created_by"))
+            if keep is None or "Modified_By" in keep:
+                out["Modified_By"] = self._user_ref(d.get("_modified_by"))
+            if keep is None or "$approval_state" in keep:
+                out["$approval_state"] = "approved"
+            out["id"] = row.id
+        for name in kinds:  # the API answers every (requested) field, null when empty
+            if name not in out and (keep is None or name in keep):
+                out[name] = None
+        if keep is not None and not keep.issuperset(out):
             out = {k: v for k, v in out.items() if k in keep}
         return out
 
@@ -298,7 +371,8 @@ class ZohoApi:
         rows = rows[:per_page]
         if not rows:
             return json_response(204, None)
-        data = [self.render(mod, r, fields) for r in rows]
+        keep = frozenset(fields) | {"id"} if fields is not None else None
+        data = [self.render(mod, r, fields, keep) for r in rows]
         info: dict[str, Any] = {"per_page": per_page, "count": len(data), "page": page, "more_records": more}
         if self.app == "bigin" or self.version >= 3:
             last = rows[-1]
@@ -601,17 +675,17 @@ class ZohoApi:
         details = {"api_name": e.field, "json_path": f"$.data[{i}].{e.field}", **e.details}
         return {"code": e.code, "details": details, "message": e.message, "status": "error"}
 
-    def _unique_fields(self, mod: ModuleCatalog) -> list[str]:
+    def _unique_fields(self, mod: ModuleCatalog) -> tuple[str, ...]:
         return unique_fields(mod)
 
     def _find_dup(self, mod: ModuleCatalog, name: str, value: Any, skip: str | None,
-                  batch: list[tuple[str, dict[str, Any]]]) -> str | None:
+                  batch: _BatchKeys) -> str | None:
         want = validate.norm(value)
         if not want:
             return None
-        for rid, data in batch:
-            if rid != skip and validate.norm(data.get(name)) == want:
-                return rid
+        rid = batch.find(name, want, skip)
+        if rid is not None:
+            return rid
         f = mod.field(name)
         if name in indexed_fields(mod) and not (f is not None and f.kind == "phone"):
             for rid in self.ctx.store.find_keys(self.app, mod.api_name, name, want):
@@ -716,7 +790,8 @@ class ZohoApi:
         uniques = self._unique_fields(mod)
         with self.ctx.store.transaction():
             now = self.ctx.now_db()
-            batch: list[tuple[str, dict[str, Any]]] = []
+            batch = _BatchKeys(uniques)
+            written = 0
             for i, item in enumerate(items):
                 clean, error = self._prepare(mod, item, i, creating=True, existing=None, parent=parent)
                 if error is None and clean is not None:
@@ -729,11 +804,12 @@ class ZohoApi:
                     results.append(error)
                     continue
                 row = self._insert(mod, clean or {}, now)
-                batch.append((row.id, row.data))
+                batch.add(row.id, row.data)
+                written += 1
                 results.append({"code": "SUCCESS", "details": self._details(row), "message": "record added",
                                 "status": "success"})
         self.ctx.stats.call(self.app, mod.api_name, "create")
-        self.ctx.stats.wrote(self.app, mod.api_name, "create", len(batch))
+        self.ctx.stats.wrote(self.app, mod.api_name, "create", written)
         return json_response(self._write_status(results, 201), {"data": results})
 
     def update(self, req: Request, mod: ModuleCatalog, rid: str | None) -> Response:
@@ -745,7 +821,7 @@ class ZohoApi:
         written = 0
         with self.ctx.store.transaction():
             now = self.ctx.now_db()
-            batch: list[tuple[str, dict[str, Any]]] = []
+            batch = _BatchKeys(uniques)
             for i, item in enumerate(items):
                 item_id = rid or (item.get("id") if isinstance(item, dict) else None)
                 if not item_id:
@@ -770,7 +846,7 @@ class ZohoApi:
                     results.append(error)
                     continue
                 row = self._apply_update(mod, row, clean or {}, now)
-                batch.append((row.id, row.data))
+                batch.add(row.id, row.data)
                 written += 1
                 results.append({"code": "SUCCESS", "details": self._details(row), "message": "record updated",
                                 "status": "success"})
@@ -795,7 +871,7 @@ class ZohoApi:
         counts = {"insert": 0, "update": 0}
         with self.ctx.store.transaction():
             now = self.ctx.now_db()
-            batch: list[tuple[str, dict[str, Any]]] = []
+            batch = _BatchKeys(tuple(dict.fromkeys((*uniques, *check_fields))))
             for i, item in enumerate(items):
                 match_id, match_field = None, None
                 if isinstance(item, dict):
@@ -825,7 +901,7 @@ class ZohoApi:
                     row = self._insert(mod, clean or {}, now)
                     action, msg = "insert", "record added"
                 counts[action] += 1
-                batch.append((row.id, row.data))
+                batch.add(row.id, row.data)
                 res = {"code": "SUCCESS", "duplicate_field": match_field, "action": action,
                        "details": self._details(row), "message": msg, "status": "success"}
                 results.append(res)
