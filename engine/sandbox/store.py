@@ -107,6 +107,18 @@ class Store:
             self._depth = 0
             self.conn.execute("COMMIT")
 
+    @contextmanager
+    def big_cache(self, mib: int = 256) -> Iterator[None]:
+        """A page cache of ``mib`` MiB for a bulk write (a 1M-record seed touches index pages all over;
+        with SQLite's 2 MB default they are evicted and re-read), back to the previous size after."""
+        with self.lock:
+            before = self.conn.execute("PRAGMA cache_size").fetchone()[0]
+            self.conn.execute(f"PRAGMA cache_size=-{int(mib) * 1024}")
+            try:
+                yield
+            finally:
+                self.conn.execute(f"PRAGMA cache_size={int(before)}")
+
     # ids and counters -------------------------------------------------------------------------
     def _counter(self, key: str, start: int) -> int:
         with self.lock:
@@ -115,9 +127,30 @@ class Store:
             self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(value)))
             return value
 
+    def _reserve(self, key: str, count: int) -> int:
+        """Take ``count`` consecutive values of a counter at once; returns the first (what ``count``
+        calls of ``_counter`` would have returned one by one)."""
+        with self.lock:
+            cur = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+            first = int(cur[0]) + 1 if cur else 1
+            if count > 0:
+                self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                                  (key, str(first + count - 1)))
+            return first
+
     def new_id(self, app: str) -> str:
         n = self._counter(f"id:{app}", 1)
         return str(ID_BASE[app] + 1000 + n * 3)
+
+    def new_ids(self, app: str, count: int) -> list[str]:
+        """``count`` new ids at once: the same ids ``count`` calls of ``new_id`` would return."""
+        first = self._reserve(f"id:{app}", count)
+        base = ID_BASE[app] + 1000
+        return [str(base + n * 3) for n in range(first, first + count)]
+
+    def next_seqs(self, count: int) -> int:
+        """The first of ``count`` consecutive sequence numbers taken at once."""
+        return self._reserve("seq", count)
 
     def next_seq(self) -> int:
         return self._counter("seq", 1)
@@ -146,6 +179,26 @@ class Store:
                 (app, module, rid, seq, now, modified, json.dumps(data, separators=(",", ":"))),
             )
             return Row(app, module, rid, seq, now, modified, None, None, None, data)
+
+    def insert_many(self, rows: Iterable[tuple[str, str, str, int, str, str, str]]) -> None:
+        """Bulk insert of new records: ``(app, module, id, seq, created, modified, data JSON)`` each, seq
+        from ``next_seqs`` (seeding; the caller holds a transaction)."""
+        with self.lock:
+            self.conn.executemany(
+                f"INSERT INTO records ({_COLS}) VALUES (?,?,?,?,?,?,NULL,NULL,NULL,?)", rows)
+
+    def add_keys(self, rows: Iterable[tuple[str, str, str, str, str]]) -> None:
+        """Bulk ``set_keys`` of new records: ``(app, module, field, normalised value, id)`` each, empty
+        values left out by the caller."""
+        with self.lock:
+            self.conn.executemany("INSERT OR IGNORE INTO keys (app, module, field, value, id) VALUES (?,?,?,?,?)",
+                                  rows)
+
+    def ids(self, app: str, module: str) -> list[str]:
+        """Ids of the live records of a module in creation order (``query(...)`` without the data)."""
+        with self.lock:
+            return [r[0] for r in self.conn.execute(
+                "SELECT id FROM records WHERE app=? AND module=? AND deleted IS NULL ORDER BY seq", (app, module))]
 
     def update(self, row: Row, data: dict[str, Any], now: str) -> Row:
         with self.lock:
