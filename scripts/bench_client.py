@@ -116,11 +116,11 @@ def main(argv: list[str] | None = None) -> int:
             def read() -> int:
                 return sum(len(p) for p in bigin.list_changed("Contacts", None, fields=FIELDS))
 
+            recs = [{"First_Name": f"F{i}", "Last_Name": f"Bench{i}", "Email": f"bench{i}@example.com",
+                     "Phone": f"+1 555 {i:07d}", "Mobile": f"+1 556 {i:07d}", "Title": "Tester"} for i in range(n)]
+            batches = [recs[i:i + 100] for i in range(0, n, 100)]
+
             def create() -> int:
-                recs = [{"First_Name": f"F{i}", "Last_Name": f"Bench{i}", "Email": f"bench{i}@example.com",
-                         "Phone": f"+1 555 {i:07d}", "Mobile": f"+1 556 {i:07d}", "Title": "Tester"}
-                        for i in range(n)]
-                batches = [recs[i:i + 100] for i in range(0, n, 100)]
                 results = [r for rs in parallel(lambda b: crm.create_many("Contacts", b), batches, args.workers)
                            for r in rs]
                 bad = [r for r in results if not r.ok]
@@ -131,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
 
             def update() -> int:
                 ups = [(rid, {"Title": f"Lead {i}"}) for i, rid in enumerate(created)]
-                batches = [ups[i:i + 100] for i in range(0, len(ups), 100)]
-                results = [r for rs in parallel(lambda b: crm.update_many("Contacts", b), batches, args.workers)
+                chunks = [ups[i:i + 100] for i in range(0, len(ups), 100)]
+                results = [r for rs in parallel(lambda b: crm.update_many("Contacts", b), chunks, args.workers)
                            for r in rs]
                 if not all(r.ok for r in results):
                     raise SystemExit("update failed")
