@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Benchmark: `syncform plan --no-refresh` of 100 integrations answers in under 1 s wall time.
 
-Generates a repository of N integrations (Desk <-> Bigin contacts + products, 4 sandbox connections)
-in a temporary folder, then times, through the real CLI (a fresh process each time, start-up included):
+Generates a repository of N integrations with tests/bench/gen.py (the generator `python -m tests.bench
+--scenario plan` and scripts/bench_validate.py use: Bigin <-> CRM contacts and companies, a pair of
+sandbox connections each) in a temporary folder, then times, through the real CLI (a fresh process each time, start-up included):
 
   1. plan against an empty state (every integration a create),
   2. apply --auto-approve --no-sync (not timed against the budget),
@@ -24,56 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-INTEGRATION = """\
-apiVersion: syncform/v1
-kind: Integration
-metadata:
-  name: {name}
-  description: Support and sales of region {n}
-spec:
-  left:  {{app: zoho_desk, connection: desk{c}}}
-  right: {{app: bigin, connection: bigin{c}}}
-  modules:
-    - name: contacts
-      left: contacts
-      right: Contacts
-      match:
-        - {{left: email, right: Email}}
-      fields:
-        - {{left: firstName, right: First_Name}}
-        - {{left: lastName, right: Last_Name}}
-        - {{left: email, right: Email}}
-        - {{left: phone, right: Phone}}
-    - name: products
-      left: products
-      right: Products
-      match: [{{left: productName, right: Product_Name}}]
-      filter: {{departments: [Support]}}
-      fields:
-        - {{left: productName, right: Product_Name}}
-"""
-
-CONNECTION = """\
----
-apiVersion: syncform/v1
-kind: Connection
-metadata: {{name: {name}}}
-spec:
-  app: {app}
-  sandbox: {{seed: 0}}
-"""
-
-
-def make_repo(root: Path, count: int) -> None:
-    specs = root / "integrations"
-    specs.mkdir(parents=True)
-    # one Desk and one Bigin account per region: two integrations syncing the same accounts two-way
-    # would form a loop, which validation rightly refuses
-    conns = "".join(CONNECTION.format(name=f"{app_short}{c:03d}", app=app)
-                    for c in range(count) for app_short, app in (("desk", "zoho_desk"), ("bigin", "bigin")))
-    (specs / "connections.yaml").write_text(conns.lstrip("-\n"))
-    for n in range(count):
-        (specs / f"region-{n:03d}.yaml").write_text(INTEGRATION.format(name=f"region-{n:03d}", n=n, c=f"{n:03d}"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.bench.gen import EDIT_FROM, EDIT_TO, integration_file, write_repo  # noqa: E402  (one generator)
 
 
 def run(root: Path, *args: str) -> tuple[float, subprocess.CompletedProcess[str]]:
@@ -105,7 +58,7 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="syncform-bench-") as tmp:
         root = Path(tmp)
-        make_repo(root, args.integrations)
+        write_repo(root, args.integrations)
         plan = ("plan", "--no-refresh", "--detailed-exitcode")
         rows = []
         cold, t, out = best(root, args.repeat, *plan, expect=2)
@@ -117,8 +70,8 @@ def main() -> int:
         rows.append(("apply --no-sync (not budgeted)", seconds, res.stdout.strip().splitlines()[-1]))
         _, t, out = best(root, args.repeat, *plan, expect=0)
         rows.append(("plan, nothing changed", t, out.strip().splitlines()[0]))
-        spec = root / "integrations" / "region-042.yaml"
-        spec.write_text(spec.read_text().replace("{left: phone, right: Phone}", "{left: mobile, right: Phone}"))
+        spec = integration_file(root, args.integrations // 2)
+        spec.write_text(spec.read_text().replace(EDIT_FROM, EDIT_TO, 1))
         cold, t, out = best(root, args.repeat, *plan, expect=2)
         rows.append(("plan, one mapping edited, cold", cold, out.strip().splitlines()[-1]))
         rows.append(("plan, one mapping edited", t, out.strip().splitlines()[-1]))

@@ -2,9 +2,10 @@
 
 Usage: .venv/bin/python scripts/bench_validate.py [--count 200] [--runs 5]
 
-Generates, in a temporary folder, N integrations (Desk <-> Bigin contacts, accounts and products, with
-defaults: true, match keys, per-field directions, comments) over N/2 pairs of sandbox connections, so
-that the loop check has a real graph to walk, then runs the real CLI as a user would (a new process
+Generates, in a temporary folder, N integrations with tests/bench/gen.py (the generator of
+`python -m tests.bench --scenario plan` and scripts/bench_plan.py: Bigin <-> CRM contacts and
+companies) where integrations 2t and 2t+1 share their Bigin connection, so that the loop check has a
+real graph to walk, then runs the real CLI as a user would (a new process
 each time, start-up included) and prints the wall time of each run and the best and median.
 """
 
@@ -20,73 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-INTEGRATION = """\
-# Integration {i}: support and sales of tenant {t}
-apiVersion: syncform/v1
-kind: Integration
-metadata:
-  name: desk-bigin-{i}
-  description: Support and sales share one customer and product database ({i})
-spec:
-  left: {{app: zoho_desk, connection: desk-{t}}}
-  right: {{app: bigin, connection: bigin-{i}}}
-  owner: admin@example.com
-  guards: {{max_deletes: 100}}
-  modules:
-    - name: contacts
-      left: contacts
-      right: Contacts
-      direction: {direction}
-      match:
-        - {{left: email, right: Email}}
-      conflict: latest
-      on_delete: {{left: unlink, right: delete-if-no-associates}}
-      initial_sync: {{created_within: 365d}}
-      defaults: true
-      fields:
-        - {{left: cf.cf_customer_type, right: Customer_Type, direction: {field_direction}}}
-    - name: accounts
-      left: accounts
-      right: Accounts
-      direction: {direction}
-      match: [{{left: accountName, right: Account_Name}}]
-      defaults: true
-    - name: products
-      left: products
-      right: Products
-      direction: {direction}
-      match: [{{left: productName, right: Product_Name}}]
-      filter: {{departments: [Support]}}
-      fields:
-        - {{left: productName, right: Product_Name}}
-        - {{left: productCode, right: Product_Code}}
-        - {{left: unitPrice, right: Unit_Price}}
-"""
-
-CONNECTION = """\
----
-apiVersion: syncform/v1
-kind: Connection
-metadata: {{name: {name}}}
-spec:
-  app: {app}
-  sandbox: {{seed: 10}}
-"""
-
-
-def generate(folder: Path, count: int) -> None:
-    specs = folder / "integrations"
-    specs.mkdir(parents=True)
-    conns = []
-    for t in range(count // 2 + 1):
-        conns.append(CONNECTION.format(name=f"desk-{t}", app="zoho_desk"))
-    for i in range(count):
-        conns.append(CONNECTION.format(name=f"bigin-{i}", app="bigin"))
-        two_way = i % 2 == 0
-        (specs / f"desk-bigin-{i:03d}.yaml").write_text(INTEGRATION.format(
-            i=i, t=i // 2, direction="two-way" if two_way else "right-to-left",
-            field_direction="right-to-left"))
-    (specs / "connections.yaml").write_text("".join(conns))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.bench.gen import write_repo  # noqa: E402  (the generator every benchmark of many integrations uses)
 
 
 def main() -> int:
@@ -96,7 +32,7 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        generate(root, args.count)
+        write_repo(root, args.count, shared_left=True)
         times, cpus = [], []
         for _ in range(args.runs):
             before = resource.getrusage(resource.RUSAGE_CHILDREN)

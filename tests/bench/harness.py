@@ -19,6 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -26,7 +27,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
 FIELDS = ("First_Name", "Last_Name", "Email", "Phone", "Mobile", "Title")
-SEED_CHUNK = 20_000
+SEED_CHUNK = 100_000  # the sandbox's cap per seed request
 
 
 def _env() -> dict[str, str]:
@@ -64,13 +65,17 @@ class Server:
     def db(self) -> Path:
         return self.data_dir / "sandbox.db"
 
-    def seed(self, app: str, module: str, count: int, seed: int = 1) -> None:
+    def seed(self, app: str, module: str, count: int, seed: int = 1) -> float:
+        """``count`` demo records through ``POST /_sandbox/seed`` (at most SEED_CHUNK per request);
+        returns the records per second of wall time."""
         left = count
+        t0 = time.perf_counter()
         while left > 0:
             n = min(SEED_CHUNK, left)
             r = self.http.post("/_sandbox/seed", json={"app": app, "module": module, "count": n, "seed": seed})
             r.raise_for_status()
             left -= n
+        return count / max(1e-9, time.perf_counter() - t0)
 
     def faults(self, body: dict[str, Any]) -> None:
         self.http.post("/_sandbox/faults", json=body).raise_for_status()
@@ -83,15 +88,23 @@ class Server:
     def reset_stats(self) -> None:
         self.http.post("/_sandbox/stats/reset").raise_for_status()
 
-    def contacts(self, app: str) -> list[dict[str, Any]]:
-        """Ground truth straight from the sandbox's SQLite file (read-only; no API call)."""
+    def connect(self) -> sqlite3.Connection:
+        """A read-only connection to the sandbox's SQLite file (ground truth, no API call), with
+        ``norm(v)`` = ``norm_email(v)`` as an SQL function. Callers stream rows: at 1M records the
+        harness must not hold a side in memory."""
         con = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
+        con.create_function("norm", 1, norm_email, deterministic=True)
+        return con
+
+    def contacts(self, app: str, fields: tuple[str, ...] = ("Email",)) -> Iterator[tuple[Any, ...]]:
+        """``(id, *fields)`` of every live contact, streamed from the sandbox's SQLite file."""
+        cols = ", ".join(f"json_extract(data, '$.{f}')" for f in fields)
+        con = self.connect()
         try:
-            rows = con.execute("SELECT id, data FROM records WHERE app=? AND module='Contacts' AND deleted IS NULL",
-                               (app,)).fetchall()
+            yield from con.execute(f"SELECT id, {cols} FROM records WHERE app=? AND module='Contacts' "
+                                   "AND deleted IS NULL", (app,))
         finally:
             con.close()
-        return [{"id": i, **json.loads(d)} for i, d in rows]
 
     def cpu_s(self) -> float:
         """CPU time (user + sys) the server process has used so far (from /proc)."""
@@ -164,6 +177,7 @@ class Measured:
     cpu_s: float          # the whole process (user + sys), start-up and imports included
     sync_cpu_s: float     # the sync call alone
     sync_wall_s: float
+    transport_cpu_s: float | None  # of sync_cpu_s, spent in the HTTP client layer (None: not measured)
     maxrss_kb: int
     rss_before_kb: int
     report: dict[str, Any]
@@ -226,7 +240,7 @@ def measure(workdir: Path, left: Server, right: Server, *, profile: Path | None 
     server_cpu = left.cpu_s() + right.cpu_s() - server_cpu0
     sl, sr = left.stats(reset=True), right.stats(reset=True)
     return Measured(wall_s=wall, cpu_s=ru.ru_utime + ru.ru_stime, sync_cpu_s=res["sync_cpu_s"],
-                    sync_wall_s=res["sync_wall_s"], maxrss_kb=res.get("hwm_kb") or ru.ru_maxrss, rss_before_kb=res["rss_before_kb"],
+                    sync_wall_s=res["sync_wall_s"], transport_cpu_s=res.get("transport_cpu_s"), maxrss_kb=res.get("hwm_kb") or ru.ru_maxrss, rss_before_kb=res["rss_before_kb"],
                     report=res["report"],
                     calls={"left": _flatten(sl.get("calls", {})), "right": _flatten(sr.get("calls", {}))},
                     written={"left": _flatten(sl.get("records_written", {})),
@@ -247,37 +261,46 @@ def norm_email(v: Any) -> str:
     return str(v or "").strip().lower()
 
 
+def _state_links(workdir: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{workdir / 'state.db'}?mode=ro", uri=True)
+
+
 def edit_one_percent(workdir: Path, left: Server, right: Server, n: int, tag: str) -> tuple[dict[str, str], dict[str, str]]:
     """Edit 1 % of the linked records on each side (disjoint pairs: no conflicts), through the API.
 
-    Returns ({left email: new Title}, {right email: new Title}) for the check after the sync."""
+    The links are streamed from the state's SQLite file (ordered by left id, as ``iter_links``) and
+    only the picked ones kept. Returns ({left email: new Title}, {right email: new Title}) for the
+    check after the sync."""
     from engine.apps.registry import open_client
     from engine.spec.model import Connection, SandboxOptions
-    from engine.state import open_store
 
-    store = open_store(state_url(workdir))
+    where = ("integration='bench' AND module='contacts' AND left_id NOT LIKE '~%' AND right_id NOT LIKE '~%'")
+    con = _state_links(workdir)
     try:
-        links = sorted(store.iter_links("bench", "contacts"), key=lambda lk: lk.left_id)
+        total = con.execute(f"SELECT COUNT(*) FROM links WHERE {where}").fetchone()[0]
+        k = max(1, n // 100)
+        step = max(1, total // (2 * k))
+        picks: list[tuple[str, str]] = []
+        for i, pair in enumerate(con.execute(f"SELECT left_id, right_id FROM links WHERE {where} ORDER BY left_id")):
+            if i % step == 0:
+                picks.append(pair)
+                if len(picks) == 2 * k:
+                    break
     finally:
-        store.close()
-    links = [lk for lk in links if not lk.left_id.startswith("~") and not lk.right_id.startswith("~")]
-    k = max(1, n // 100)
-    step = max(1, len(links) // (2 * k))
-    picks = links[::step][: 2 * k]
+        con.close()
     left_edits, right_edits = picks[0::2], picks[1::2]
-    lmail = {c["id"]: norm_email(c.get("Email")) for c in left.contacts("bigin")}
-    rmail = {c["id"]: norm_email(c.get("Email")) for c in right.contacts("zoho_crm")}
     expect_right: dict[str, str] = {}
     expect_left: dict[str, str] = {}
-    for side, server, app, edits, ids, mails, expect in (
-            ("left", left, "bigin", left_edits, "left_id", lmail, expect_right),
-            ("right", right, "zoho_crm", right_edits, "right_id", rmail, expect_left)):
+    for side, server, app, edits, col, expect in (
+            ("left", left, "bigin", left_edits, 0, expect_right),
+            ("right", right, "zoho_crm", right_edits, 1, expect_left)):
+        mails = emails_of(server, app, [pair[col] for pair in edits])
         conn = Connection(name=side, app=app, sandbox=SandboxOptions(), base_url=server.base)
         client = open_client(conn, workdir=workdir)
         try:
             ups = []
-            for i, lk in enumerate(edits):
-                rid = getattr(lk, ids)
+            for i, pair in enumerate(edits):
+                rid = pair[col]
                 title = f"{tag} {side} {i}"
                 ups.append((rid, {"Title": title}))
                 expect[mails[rid]] = title
@@ -290,27 +313,85 @@ def edit_one_percent(workdir: Path, left: Server, right: Server, n: int, tag: st
     return expect_right, expect_left
 
 
+def emails_of(server: Server, app: str, ids: list[str]) -> dict[str, str]:
+    """{id: normalised e-mail} of the given records (by primary key, 500 at a time)."""
+    out: dict[str, str] = {}
+    con = server.connect()
+    try:
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            out.update(con.execute(
+                f"SELECT id, norm(json_extract(data, '$.Email')) FROM records WHERE app=? AND module='Contacts' "
+                f"AND id IN ({','.join('?' * len(part))})", (app, *part)).fetchall())
+    finally:
+        con.close()
+    return out
+
+
 def check_titles(left: Server, right: Server, expect_right: dict[str, str], expect_left: dict[str, str]) -> str:
-    rt = {norm_email(c.get("Email")): c.get("Title") for c in right.contacts("zoho_crm")}
-    lt = {norm_email(c.get("Email")): c.get("Title") for c in left.contacts("bigin")}
-    miss = [e for e, t in expect_right.items() if rt.get(e) != t] + [e for e, t in expect_left.items() if lt.get(e) != t]
-    return "ok" if not miss else f"FAIL: {len(miss)} edits not propagated"
+    """The edited Titles arrived on the other side (the contacts are streamed; only the expected kept)."""
+    miss = 0
+    for server, app, expect in ((right, "zoho_crm", expect_right), (left, "bigin", expect_left)):
+        seen: dict[str, Any] = {}
+        for _id, email, title in server.contacts(app, ("Email", "Title")):
+            e = norm_email(email)
+            if e in expect:
+                seen[e] = title
+        miss += sum(1 for e, t in expect.items() if seen.get(e) != t)
+    return "ok" if not miss else f"FAIL: {miss} edits not propagated"
 
 
-def check_union(left: Server, right: Server, expected: int) -> str:
+def email_sets(left: Server, right: Server, scratch: Path) -> dict[str, int]:
+    """Counts over the normalised e-mails of both sides' contacts, computed by SQLite in a scratch
+    file (bounded memory at any N): rows and distinct values per side, values on one side only, union."""
+    if scratch.exists():
+        scratch.unlink()
+    con = sqlite3.connect(f"file:{scratch}", uri=True)
+    try:
+        con.create_function("norm", 1, norm_email, deterministic=True)
+        con.execute("PRAGMA journal_mode=OFF")
+        con.execute("PRAGMA synchronous=OFF")
+        out: dict[str, int] = {}
+        for alias, server, app in (("l", left, "bigin"), ("r", right, "zoho_crm")):
+            con.execute(f"ATTACH DATABASE 'file:{server.db}?mode=ro' AS src{alias}")
+            con.execute(f"CREATE TABLE e{alias} AS SELECT norm(json_extract(data, '$.Email')) AS e FROM "
+                        f"src{alias}.records WHERE app='{app}' AND module='Contacts' AND deleted IS NULL")
+            con.execute(f"DETACH DATABASE src{alias}")
+            con.execute(f"CREATE INDEX e{alias}_e ON e{alias} (e)")
+            out[f"{alias}_rows"] = con.execute(f"SELECT COUNT(*) FROM e{alias}").fetchone()[0]
+            out[f"{alias}_distinct"] = con.execute(f"SELECT COUNT(DISTINCT e) FROM e{alias}").fetchone()[0]
+        out["l_only"] = con.execute("SELECT COUNT(DISTINCT e) FROM el WHERE e NOT IN (SELECT e FROM er)").fetchone()[0]
+        out["r_only"] = con.execute("SELECT COUNT(DISTINCT e) FROM er WHERE e NOT IN (SELECT e FROM el)").fetchone()[0]
+        out["union"] = out["l_distinct"] + out["r_only"]
+        return out
+    finally:
+        con.close()
+        scratch.unlink(missing_ok=True)
+
+
+def check_union(left: Server, right: Server, expected: int, scratch: Path) -> str:
     """Both sides hold the same contacts (by normalised e-mail), each once, ``expected`` of them."""
-    le = [norm_email(c.get("Email")) for c in left.contacts("bigin")]
-    re_ = [norm_email(c.get("Email")) for c in right.contacts("zoho_crm")]
+    c = email_sets(left, right, scratch)
     problems = []
-    if len(set(le)) != len(le):
-        problems.append(f"{len(le) - len(set(le))} duplicates left")
-    if len(set(re_)) != len(re_):
-        problems.append(f"{len(re_) - len(set(re_))} duplicates right")
-    if set(le) != set(re_):
-        problems.append(f"{len(set(le) ^ set(re_))} contacts on one side only")
-    if len(set(le)) != expected:
-        problems.append(f"{len(set(le))} contacts, expected {expected}")
+    if c["l_rows"] != c["l_distinct"]:
+        problems.append(f"{c['l_rows'] - c['l_distinct']} duplicates left")
+    if c["r_rows"] != c["r_distinct"]:
+        problems.append(f"{c['r_rows'] - c['r_distinct']} duplicates right")
+    if c["l_only"] or c["r_only"]:
+        problems.append(f"{c['l_only'] + c['r_only']} contacts on one side only")
+    if c["l_distinct"] != expected:
+        problems.append(f"{c['l_distinct']} contacts, expected {expected}")
     return "ok" if not problems else "FAIL: " + "; ".join(problems)
+
+
+def count_contacts(server: Server, app: str) -> tuple[int, int]:
+    """(contacts, distinct normalised e-mails) of one side, counted by SQLite."""
+    con = server.connect()
+    try:
+        return con.execute("SELECT COUNT(*), COUNT(DISTINCT norm(json_extract(data, '$.Email'))) FROM records "
+                           "WHERE app=? AND module='Contacts' AND deleted IS NULL", (app,)).fetchone()
+    finally:
+        con.close()
 
 
 def pages(n: int, per: int) -> int:

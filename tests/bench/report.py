@@ -78,13 +78,17 @@ def _sync_row(r: dict[str, Any]) -> str:
     else:
         lim = rat = "–"
     us = f"{r['sync_cpu_s'] / r['records'] * 1e6:.0f}" if r["records"] else "–"
-    if r["records"]:
-        us += " ✓" if r["sync_cpu_s"] / r["records"] * 1e6 <= CPU_TARGET_US else " ✗"
+    tcpu = r.get("transport_cpu_s")
+    if r["records"] and tcpu is not None:
+        local = (r["sync_cpu_s"] - tcpu) / r["records"] * 1e6
+        loc = f"{local:.0f} {'✓' if local <= CPU_TARGET_US else '✗'}"
+    else:
+        loc = "–"
     faults = "; ".join(f"{s}: " + ", ".join(f"{k} {v}" for k, v in f.items()) for s, f in (r.get("faults") or {}).items() if f)
     check = r["check"] + (f" (faults {faults})" if faults else "")
     return (f"| {r.get('label') or '–'} | {r['scenario']} | {_n(r['n'])} | {lat or 0} | {_rw(calls['left'])} | {_rw(calls['right'])} "
             f"| {_rw(floor['left'])} | {_rw(floor['right'])} | {total} vs {ftotal} {verdict} | {r['writes']} "
-            f"| {r['wall_s']:.2f} ({sync_wall:.2f}) | {_srv(r)} | {lim} | {rat} | {r['cpu_s']:.2f} | {r['sync_cpu_s']:.2f} | {us} "
+            f"| {r['wall_s']:.2f} ({sync_wall:.2f}) | {_srv(r)} | {lim} | {rat} | {r['cpu_s']:.2f} | {r['sync_cpu_s']:.2f} | {us} | {loc} "
             f"| {r['maxrss_mb']:.0f} | {check} |")
 
 
@@ -98,14 +102,17 @@ def tables(results: dict[str, dict[str, Any]]) -> str:
            "bound = max(limit, the longer side's reads × latency): a side's pages come one after the other. "
            "Wall is the syncform process (start-up included), in brackets the sync call, which the ratios use. "
            "CPU is the syncform process (user + sys; start-up and imports included); *sync CPU* is the "
-           "sync call alone, and µs/record divides it by the records the run had to process "
+           "sync call alone, and *µs / record* divides it by the records the run had to process "
            "(oneway N, twoway 2N, echo the records written by the run before, edit1pct the edited records). "
-           "Peak RSS is `ru_maxrss` of the syncform process. Sandbox CPU is what both sandbox servers "
+           "*local µs / record* subtracts the CPU spent in the HTTP client layer "
+           "(`engine.apps.http.transport_cpu_seconds()`: building, sending, receiving and decoding calls): "
+           "syncform's own work, which the issue's 15 µs target is about (✓/✗ there only). "
+           "Peak RSS is `VmHWM` of the syncform process. Sandbox CPU is what both sandbox servers "
            "spent meanwhile (same 2-core machine).", "",
            "| build | scenario | N/side | latency ms | calls left r / w | calls right r / w | floor left | floor right "
            "| calls vs floor | records written | wall s (sync call) | sandbox CPU s | limit / bound s | wall / limit / bound | CPU s | sync CPU s "
-           "| µs / record | peak RSS MB | check |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| µs / record | local µs / record | peak RSS MB | check |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     out += [_sync_row(r) for r in sync]
     plans = sorted((r for r in results.values() if r.get("kind") == "plan"),
                    key=lambda r: (r.get("label", ""), r["integrations"]))
@@ -128,10 +135,14 @@ def tables(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def _us(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0f}"
+
+
 def one_line(row: Any) -> str:
     return (f"{row.scenario:<9} N={row.n:<8} lat={row.latency_ms:<4} calls={row.total_calls()} (floor "
             f"{row.total_floor()}) writes={row.writes} wall={row.wall_s:.2f}s cpu={row.cpu_s:.2f}s "
-            f"sync_cpu={row.sync_cpu_s:.2f}s rss={row.maxrss_mb:.0f}MB {row.check}")
+            f"sync_cpu={row.sync_cpu_s:.2f}s ({_us(row.cpu_us_per_record())} us/rec, local {_us(row.local_us_per_record())}) rss={row.maxrss_mb:.0f}MB {row.check}")
 
 
 def write(path: Path, results: dict[str, dict[str, Any]], argv: list[str]) -> None:

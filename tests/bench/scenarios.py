@@ -22,6 +22,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ class Row:
     check: str
     faults: dict[str, Any] = field(default_factory=dict)
     detail: dict[str, Any] = field(default_factory=dict)
+    transport_cpu_s: float | None = None  # of sync_cpu_s, in the HTTP client layer (None: not measured)
 
     @property
     def key(self) -> str:
@@ -77,6 +79,12 @@ class Row:
     def cpu_us_per_record(self) -> float | None:
         return self.sync_cpu_s / self.records * 1e6 if self.records else None
 
+    def local_us_per_record(self) -> float | None:
+        """syncform's own work: sync CPU minus the HTTP client layer's, per record."""
+        if not self.records or self.transport_cpu_s is None:
+            return None
+        return (self.sync_cpu_s - self.transport_cpu_s) / self.records * 1e6
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -98,6 +106,7 @@ def _row(name: str, n: int, lat: int, conc: int, m: h.Measured, floor: dict[str,
                calls={s: _split(m, s) for s in ("left", "right")}, floor=floor, writes=writes, records=records,
                wall_s=round(m.wall_s, 3), cpu_s=round(m.cpu_s, 3), sync_cpu_s=round(m.sync_cpu_s, 3),
                maxrss_mb=round(m.maxrss_kb / 1024, 1), check=check, faults=faults,
+               transport_cpu_s=None if m.transport_cpu_s is None else round(m.transport_cpu_s, 3),
                detail={"counts": counts, "calls": m.calls, "sync_wall_s": round(m.sync_wall_s, 3),
                        "top_alloc": m.extra.get("top_alloc"), "traced_peak_bytes": m.extra.get("traced_peak_bytes"),
                        "server_cpu_s": m.extra.get("server_cpu_s"),
@@ -144,14 +153,14 @@ def run_oneway(root: Path, n: int, lat: int, conc: int, *, profile_dir: Path | N
     env = Env(root, f"oneway-{n}-{lat}", "left-to-right")
     try:
         t = time.perf_counter()
-        env.left.seed("bigin", "Contacts", n)
+        rate = env.left.seed("bigin", "Contacts", n)
+        log(f"  seeded {n} records: {rate:,.0f} records/s")
         h.deploy(env.dir)
         log(f"  setup oneway N={n}: {time.perf_counter() - t:.1f} s")
         m = env.measure(lat, conc, profile_dir, f"oneway-{n}-{lat}", trace)
         created = m.counts().get("left-to-right", {}).get("created", 0)
-        right = env.right.contacts("zoho_crm")
-        emails = {h.norm_email(c.get("Email")) for c in right}
-        check = "ok" if len(right) == n and len(emails) == n else f"FAIL: {len(right)} records on the right, {len(emails)} distinct, expected {n}"
+        rows, distinct = h.count_contacts(env.right, "zoho_crm")
+        check = "ok" if rows == n and distinct == n else f"FAIL: {rows} records on the right, {distinct} distinct, expected {n}"
         floor = {"left": _fl(h.pages(n, 200), 0), "right": _fl(1, h.pages(created, 100))}
         return [_row("oneway", n, lat, conc, m, floor, n, check)]
     finally:
@@ -159,9 +168,7 @@ def run_oneway(root: Path, n: int, lat: int, conc: int, *, profile_dir: Path | N
 
 
 def expected_union(env: Env) -> int:
-    le = {h.norm_email(c.get("Email")) for c in env.left.contacts("bigin")}
-    re_ = {h.norm_email(c.get("Email")) for c in env.right.contacts("zoho_crm")}
-    return len(le | re_)
+    return h.email_sets(env.left, env.right, env.dir / "check.db")["union"]
 
 
 def run_twoway_chain(root: Path, n: int, lat: int, conc: int, *, profile_dir: Path | None = None,
@@ -170,8 +177,10 @@ def run_twoway_chain(root: Path, n: int, lat: int, conc: int, *, profile_dir: Pa
     rows: list[Row] = []
     try:
         t = time.perf_counter()
-        env.left.seed("bigin", "Contacts", n)
-        env.right.seed("zoho_crm", "Contacts", n)
+        with ThreadPoolExecutor(2) as ex:  # two servers, two processes: seeded side by side
+            rates = list(ex.map(lambda a: a[0].seed(a[1], "Contacts", n), ((env.left, "bigin"), (env.right, "zoho_crm"))))
+        log(f"  seeded {n} records per side at once: {rates[0]:,.0f} + {rates[1]:,.0f} records/s "
+            f"({2 * n / (time.perf_counter() - t):,.0f} records/s together)")
         union = expected_union(env)
         h.deploy(env.dir)
         log(f"  setup twoway N={n}: {time.perf_counter() - t:.1f} s (union {union})")
@@ -182,7 +191,7 @@ def run_twoway_chain(root: Path, n: int, lat: int, conc: int, *, profile_dir: Pa
         into_l = c.get("right-to-left", {})
         floor = {"left": _fl(h.pages(n, 200), h.pages(into_l.get("created", 0), 100) + h.pages(into_l.get("updated", 0), 100)),
                  "right": _fl(h.pages(n, 200), h.pages(into_r.get("created", 0), 100) + h.pages(into_r.get("updated", 0), 100))}
-        rows.append(_row("twoway", n, lat, conc, m, floor, 2 * n, h.check_union(env.left, env.right, union)))
+        rows.append(_row("twoway", n, lat, conc, m, floor, 2 * n, h.check_union(env.left, env.right, union, env.dir / "check.db")))
         log(f"  twoway: {rows[-1].total_calls()} calls, {rows[-1].wall_s} s")
         w_in_l = into_l.get("created", 0) + into_l.get("updated", 0)
         w_in_r = into_r.get("created", 0) + into_r.get("updated", 0)
@@ -221,51 +230,8 @@ def _writes(m: h.Measured) -> int:
 
 
 # --- validate + plan of many integrations ------------------------------------------------------------
-PLAN_INTEGRATION = """\
----
-apiVersion: syncform/v1
-kind: Integration
-metadata:
-  name: region-{i}
-  description: Sales of region {i}
-spec:
-  left: {{app: bigin, connection: bigin{c}}}
-  right: {{app: zoho_crm, connection: crm{c}}}
-  modules:
-    - name: contacts
-      left: Contacts
-      right: Contacts
-      match: [{{left: Email, right: Email}}, {{left: Mobile, right: Mobile}}]
-      fields:
-        - {{left: First_Name, right: First_Name}}
-        - {{left: Last_Name, right: Last_Name}}
-        - {{left: Email, right: Email}}
-        - {{left: Phone, right: Phone}}
-        - {{left: Mobile, right: Mobile}}
-        - {{left: Title, right: Title}}
-    - name: companies
-      left: Accounts
-      right: Accounts
-      match: [{{left: Account_Name, right: Account_Name}}]
-      fields:
-        - {{left: Account_Name, right: Account_Name}}
-        - {{left: Phone, right: Phone}}
-        - {{left: Website, right: Website}}
-"""
-
+# the repository comes from tests/bench/gen.py (shared with scripts/bench_plan.py and bench_validate.py)
 REPEAT = 3
-PLAN_CONNECTIONS = """\
----
-apiVersion: syncform/v1
-kind: Connection
-metadata: {{name: bigin{c}}}
-spec: {{app: bigin, sandbox: true}}
----
-apiVersion: syncform/v1
-kind: Connection
-metadata: {{name: crm{c}}}
-spec: {{app: zoho_crm, sandbox: true}}
-"""
 
 
 @dataclass
@@ -311,14 +277,12 @@ def _timed_cli(workdir: Path, *args: str) -> tuple[dict[str, float], str]:
 
 
 def run_plan(root: Path, k: int, *, log: Any = print) -> PlanRow:
+    from tests.bench.gen import write_repo
+
     d = root / f"plan-{k}"
     if d.exists():
         shutil.rmtree(d)
-    (d / "integrations").mkdir(parents=True)
-    nconn = k  # one pair of connections per integration: two integrations between the same pair would loop
-    (d / "integrations" / "connections.yaml").write_text("".join(PLAN_CONNECTIONS.format(c=c) for c in range(nconn)))
-    for i in range(k):
-        (d / "integrations" / f"region-{i:04d}.yaml").write_text(PLAN_INTEGRATION.format(i=i, c=i % nconn).lstrip("-\n"))
+    write_repo(d, k)
     steps: dict[str, dict[str, float]] = {}
     cache = d / ".syncform" / "cache"
 

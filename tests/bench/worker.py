@@ -7,7 +7,9 @@ sync_integration), and writes what it measured as JSON.
 
 The parent (tests/bench/harness.py) also reads the process's own rusage with os.wait4, so the CPU
 time and peak RSS it reports are those of this whole process (interpreter start-up and imports
-included); ``sync_cpu_s`` is the CPU time of the sync call alone (all threads).
+included); ``sync_cpu_s`` is the CPU time of the sync call alone (all threads), ``transport_cpu_s``
+the part of it spent in the apps' HTTP layer (``engine.apps.http.transport_cpu_seconds()``; None
+when the build has no such counter).
 """
 
 from __future__ import annotations
@@ -33,6 +35,14 @@ def _status_kb(key: str) -> int:
 
 def _rss_kb() -> int:
     return _status_kb("VmRSS")
+
+
+def _http() -> Any:
+    try:
+        from engine.apps import http
+    except ImportError:
+        return None
+    return http
 
 
 def run(root: str, state_url: str, name: str, *, profile: str | None = None,
@@ -67,6 +77,10 @@ def run(root: str, state_url: str, name: str, *, profile: str | None = None,
                     p.enable()
 
                 threading.setprofile(_profile_thread)
+            # CPU spent in the apps' HTTP layer (building, sending, receiving, decoding calls), all
+            # threads: sync CPU minus it is syncform's local work
+            transport_cpu = getattr(_http(), "transport_cpu_seconds", None)
+            tcpu0 = transport_cpu() if transport_cpu else 0.0
             cpu0, wall0 = time.process_time(), time.perf_counter()
             if prof is not None:
                 prof.enable()
@@ -86,6 +100,7 @@ def run(root: str, state_url: str, name: str, *, profile: str | None = None,
             if prof is not None:
                 prof.disable()
             cpu1, wall1 = time.process_time(), time.perf_counter()
+            tcpu = transport_cpu() - tcpu0 if transport_cpu else None
         finally:
             store.release_lock(lock.id)
         top_alloc: list[str] = []
@@ -109,6 +124,7 @@ def run(root: str, state_url: str, name: str, *, profile: str | None = None,
                     pass
             stats.dump_stats(profile)
         return {"report": rep.as_dict(), "ok": rep.ok, "sync_cpu_s": cpu1 - cpu0, "sync_wall_s": wall1 - wall0,
+                "transport_cpu_s": tcpu,
                 "client_stats": {"left": {f"{m}/{op}": n for (m, op), n in left.stats().items()},
                                  "right": {f"{m}/{op}": n for (m, op), n in right.stats().items()}},
                 "rss_before_kb": rss_before, "rss_end_kb": _rss_kb(),
