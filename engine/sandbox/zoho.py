@@ -17,7 +17,7 @@ from engine.catalog import ModuleCatalog
 from engine.sandbox import timefmt, validate
 from engine.sandbox.core import Context, display_name
 from engine.sandbox.http import ApiError, Request, Response, json_response
-from engine.sandbox.store import Row
+from engine.sandbox.store import ID_BASE, Row
 
 _SIMPLE_EQ = re.compile(r"^\(?\((\w+):equals:([^()\\,]*)\)\)?$")
 MAX_WRITE = 100
@@ -701,8 +701,8 @@ class ZohoApi:
     def index(self, mod: ModuleCatalog, row: Row) -> None:
         index_keys(self.ctx, self.app, mod, row)
 
-    def _dup_error(self, mod: ModuleCatalog, name: str, rid: str, i: int) -> dict[str, Any]:
-        row = self.ctx.store.get(self.app, mod.api_name, rid)
+    def _dup_error(self, mod: ModuleCatalog, name: str, rid: str, i: int, row: Row | None = None) -> dict[str, Any]:
+        row = row or self.ctx.store.get(self.app, mod.api_name, rid)
         owner = self.ctx.user(self.app, row.data.get("Owner") if row else None)
         return {"code": "DUPLICATE_DATA",
                 "details": {"api_name": name, "json_path": f"$.data[{i}].{name}",
@@ -778,8 +778,10 @@ class ZohoApi:
     def _apply_update(self, mod: ModuleCatalog, row: Row, clean: dict[str, Any], now: str) -> Row:
         data = {**row.data, **clean}
         data["_modified_by"] = self.ctx.users(self.app)[0].id
+        old = row.data
         row = self.ctx.store.update(row, data, now)
-        self.index(mod, row)
+        if any(old.get(n) != data.get(n) for n, _ in _cached("index_plan", mod, _index_plan)):
+            self.index(mod, row)  # the indexed values changed (an update of other fields keeps its keys)
         return row
 
     def create(self, req: Request, mod: ModuleCatalog, parent: tuple[str, str] | None = None) -> Response:
@@ -788,26 +790,51 @@ class ZohoApi:
             raise err(400, "INVALID_DATA", "the related id given seems to be invalid", {"id": parent[1]})
         results: list[dict[str, Any]] = []
         uniques = self._unique_fields(mod)
-        with self.ctx.store.transaction():
+        store = self.ctx.store
+        with store.transaction():
             now = self.ctx.now_db()
             batch = _BatchKeys(uniques)
-            written = 0
-            for i, item in enumerate(items):
-                clean, error = self._prepare(mod, item, i, creating=True, existing=None, parent=parent)
-                if error is None and clean is not None:
-                    for name in uniques:
-                        dup = self._find_dup(mod, name, clean.get(name), None, batch)
-                        if dup:
-                            error = self._dup_error(mod, name, dup, i)
-                            break
-                if error is not None:
-                    results.append(error)
-                    continue
-                row = self._insert(mod, clean or {}, now)
-                batch.add(row.id, row.data)
-                written += 1
-                results.append({"code": "SUCCESS", "details": self._details(row), "message": "record added",
-                                "status": "success"})
+            # Ids and sequence numbers of the batch are taken at once and the rows and their keys
+            # written with one executemany each, at the end (the transaction holds the store's lock, so
+            # the ids are the ones record-by-record inserts would get; the unused ones are given back).
+            # Duplicates inside the batch are found in ``batch``, not in the database.
+            first_id = store._reserve(f"id:{self.app}", len(items))
+            first_seq = store._reserve("seq", len(items))
+            pending: dict[str, Row] = {}
+            admin = self.ctx.users(self.app)[0].id
+            id_base = ID_BASE[self.app] + 1000
+            try:
+                for i, item in enumerate(items):
+                    clean, error = self._prepare(mod, item, i, creating=True, existing=None, parent=parent)
+                    if error is None and clean is not None:
+                        for name in uniques:
+                            dup = self._find_dup(mod, name, clean.get(name), None, batch)
+                            if dup:
+                                error = self._dup_error(mod, name, dup, i, pending.get(dup))
+                                break
+                    if error is not None:
+                        results.append(error)
+                        continue
+                    data = dict(clean or {})
+                    data.setdefault("Owner", admin)
+                    data["_created_by"] = data["_modified_by"] = admin
+                    n = len(pending)
+                    row = Row(self.app, mod.api_name, str(id_base + (first_id + n) * 3), first_seq + n, now, now,
+                              None, None, None, data)
+                    pending[row.id] = row
+                    batch.add(row.id, row.data)
+                    results.append({"code": "SUCCESS", "details": self._details(row), "message": "record added",
+                                    "status": "success"})
+                store.insert_many([(r.app, r.module, r.id, r.seq, r.created, r.modified,
+                                    json.dumps(r.data, separators=(",", ":"))) for r in pending.values()])
+                plan = _cached("index_plan", mod, _index_plan)
+                store.add_keys([(self.app, mod.api_name, name, key, r.id) for r in pending.values()
+                                for name, phone in plan
+                                if (key := digits(r.data.get(name)) if phone else validate.norm(r.data.get(name)))])
+            finally:
+                store.set_meta(f"id:{self.app}", str(first_id + len(pending) - 1))
+                store.set_meta("seq", str(first_seq + len(pending) - 1))
+            written = len(pending)
         self.ctx.stats.call(self.app, mod.api_name, "create")
         self.ctx.stats.wrote(self.app, mod.api_name, "create", written)
         return json_response(self._write_status(results, 201), {"data": results})
@@ -822,13 +849,20 @@ class ZohoApi:
         with self.ctx.store.transaction():
             now = self.ctx.now_db()
             batch = _BatchKeys(uniques)
+            # the batch's records in one query; a record updated earlier in the batch is taken from here
+            wanted = list(dict.fromkeys(str(x) for x in ([rid] if rid else
+                                                         [it.get("id") for it in items if isinstance(it, dict)])
+                                        if x not in (None, "")))
+            rows = {r.id: r for r in self.ctx.store.query(
+                self.app, mod.api_name, where="id IN (%s)" % ",".join("?" * len(wanted)), params=wanted)} \
+                if wanted else {}
             for i, item in enumerate(items):
                 item_id = rid or (item.get("id") if isinstance(item, dict) else None)
                 if not item_id:
                     results.append(self._error(validate.FieldError("MANDATORY_NOT_FOUND", "id",
                                                                    "required field not found"), i))
                     continue
-                row = self.ctx.store.get(self.app, mod.api_name, str(item_id))
+                row = rows.get(str(item_id))
                 if row is None:
                     results.append({"code": "INVALID_DATA", "details": {"api_name": "id", "json_path":
                                     f"$.data[{i}].id", "id": str(item_id)},
@@ -845,7 +879,7 @@ class ZohoApi:
                 if error is not None:
                     results.append(error)
                     continue
-                row = self._apply_update(mod, row, clean or {}, now)
+                row = rows[row.id] = self._apply_update(mod, row, clean or {}, now)
                 batch.add(row.id, row.data)
                 written += 1
                 results.append({"code": "SUCCESS", "details": self._details(row), "message": "record updated",
