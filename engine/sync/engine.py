@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -31,8 +32,9 @@ from engine.errors import AppError
 from engine.spec.model import Integration, Module
 from engine.state.base import JournalEntry, Link, RunRecord, StateStore
 from engine.sync.mapping import CONFLICT_SKIPPED, ModuleMapper, other
-from engine.sync.plan import TOMBSTONE, MatchIndex, Op, PlanInput, plan_changes, plan_deletes, probe_values
+from engine.sync.plan import TOMBSTONE, Op, PlanInput, plan_changes, plan_deletes, probe_values
 from engine.sync.executor import BATCH, Executor, _Buffer, _now
+from engine.sync.spill import Workset
 from engine.sync.report import ModuleReport, SyncReport
 
 log = logging.getLogger(__name__)
@@ -340,8 +342,14 @@ class ModuleRun:
         self.maxmod: dict[str, datetime | None] = {"left": None, "right": None}
         self.read_start = {"left": _now(self.r.clock), "right": _now(self.r.clock)}
         deleted_ids = {s: {d.id for d in self.deleted[s]} for s in ("left", "right")}
-        # the right side, in full (its changes since the cursor)
-        right: dict[str, Record] = {}
+        # what the run holds while it plans: in memory while small, in a temporary file beyond
+        ws = self.ws = Workset(self.m, deleted=deleted_ids, initial=full, directory=_spill_dir(self.store))
+        try:
+            self._sync_changes(ex, ws, full, since)
+        finally:
+            ws.close()
+
+    def _sync_changes(self, ex: "Executor", ws: Workset, full: bool, since: dict[str, datetime | None]) -> None:
         n = 0
         # a side whose changes cannot flow anywhere (one-way modules) is read only in full runs, for
         # matching: its echo of our own writes then costs no read either
@@ -351,38 +359,39 @@ class ModuleRun:
         # index for matching) older ones too: a recent record is never created again beside an old twin
         floor = self.r.now - timedelta(days=self.module.created_within_days) if full else None
         self.floor = floor
-        older: dict[str, Record] = {}
         # the left side is read ahead by a thread from now on: while the right side is read (up to
         # READ_AHEAD pages wait in memory until the right is indexed), then two pages ahead of planning
         self.read_start["left"] = _now(self.r.clock)
         self.ahead = None if skip["left"] else _ReadAhead(self.r.clients["left"].list_changed(
             self.api("left"), since["left"], fields=self.m.fields("left"),
             filter=self.r.filter_for("left", self.module, False)), limit=READ_AHEAD)
+        # the right side, in full (its changes since the cursor), with the links of its records;
+        # linked records are indexed too: a new record matching one is ALREADY_LINKED, never a duplicate
+        ws.begin_read("right")
+        unlinked_right = False
         for page in ([] if skip["right"] else self.r.clients["right"].list_changed(
                 self.api("right"), since["right"], fields=self.m.fields("right"),
                 filter=self.r.filter_for("right", self.module, False))):
+            recent: list[Record] = []
+            older: list[Record] = []
             for rec in page:
-                if floor is not None and rec.created is not None and rec.created < floor:
-                    older[rec.id] = rec
-                else:
-                    right[rec.id] = rec
+                (older if floor is not None and rec.created is not None and rec.created < floor else recent).append(rec)
                 self._seen("right", rec)
+            rlinks = self.store.get_links(self.name, self.module.name, side="right",
+                                          ids=[r.id for r in page]) if page else {}
+            unlinked_right = unlinked_right or any(r.id not in rlinks for r in page)
+            ws.add("right", recent, rlinks, changed=True)
+            if older:
+                ws.add("right", older, rlinks)
             n += len(page)
             self.tick("read right", n)
-        self.retry_failures(right, "right")
-        rlinks = self.store.get_links(self.name, self.module.name, side="right", ids=list(right) + list(older))
-        index = {"left": MatchIndex(self.m, "left"), "right": MatchIndex(self.m, "right")}
-        # linked records are indexed too: a new record matching one is ALREADY_LINKED, never a duplicate
-        unlinked_right = False
-        for rid, rec in _chain(right.items(), older.items()):
-            index["right"].add(rec)
-            unlinked_right = unlinked_right or rid not in rlinks
-        older.clear()
+        retried = self.retry_failures(lambda ids: ws.missing_changed("right", ids), "right")
+        if retried:
+            rlinks = self.store.get_links(self.name, self.module.name, side="right", ids=[r.id for r in retried])
+            unlinked_right = unlinked_right or any(r.id not in rlinks for r in retried)
+            ws.add("right", retried, rlinks, changed=True)
+        ws.seal("right")
         unlinked_right = unlinked_right and bool(self.module.match)
-        links: dict[str, dict[str, Link]] = {"left": {}, "right": dict(rlinks)}
-        inp = PlanInput(mapper=self.m, changed={"left": {}, "right": right}, links=links, index=index,
-                        deleted=deleted_ids, initial=full)
-        done: dict[str, set[str]] = {"left": set(), "right": set()}
         searched = {"left": 0, "right": 0}
         self.full_index = {"left": full, "right": full}
         # stream the left side: plan and execute page by page
@@ -390,43 +399,42 @@ class ModuleRun:
         if self.ahead is not None:
             self.ahead.set_limit(2)
         pages = [] if self.ahead is None else self.ahead
-        extra: dict[str, Record] = {}
-        deferred: list[Op] = []
+        extra = self.retry_failures(lambda ids: list(ids), "left")
         buffer = _Buffer(ex, BATCH * max(self.r.concurrency("left"), self.r.concurrency("right")))
-        self.retry_failures(extra, "left")
-        for page in _chain(pages, [list(extra.values())] if extra else []):
+        for page in _chain(pages, [extra] if extra else []):
             page = self.cancellations(page)
             for rec in page:
                 self._seen("left", rec)
             llinks = self.store.get_links(self.name, self.module.name, side="left", ids=[r.id for r in page])
             if unlinked_right:  # only unlinked right records can still match a left one: else keep memory flat
-                for rec in page:
-                    index["left"].add(rec)
-                links["left"].update(llinks)
+                ws.add("left", page, llinks)
             page = [r for r in page if floor is None or r.created is None or r.created >= floor]
             recs = {rec.id: rec for rec in page}
-            links["left"].update({k: v for k, v in llinks.items() if k in recs})
-            self.find_candidates("left", [r for r in page if r.id not in llinks], inp, searched)
-            inp.changed["left"] = recs
-            ops = _plan(inp, ("left",), done)
+            plinks = {k: v for k, v in llinks.items() if k in recs}
+            self.find_candidates("left", [r for r in page if r.id not in llinks], searched)
+            inp = ws.plan_input("left", recs, plinks, partners=True)
+            ops = _plan(inp, ("left",), ws.done)
+            ws.after_page()
             # writes to the left wait until its pages are read: a record written mid-read moves in the
             # app's Modified_Time order and would shift the pages still to come (records skipped)
             later = {o.pair for o in ops if o.target == "left" and o.kind in ("create", "update", "delete") and o.pair}
-            deferred.extend(o for o in ops if o.pair in later)
-            buffer.add([o for o in ops if not o.pair or o.pair not in later])
+            if later:
+                ws.defer([o for o in ops if o.pair in later])
+                ops = [o for o in ops if not o.pair or o.pair not in later]
+            buffer.add(ops)
             n += len(page)
             self.tick("sync", n)
         buffer.flush()
-        buffer.add(deferred)  # whole pairs together: a link commits only when all its writes succeeded
-        deferred.clear()
+        for chunk in ws.take_deferred():  # whole pairs together: a link commits only when all its writes succeeded
+            buffer.add(chunk)
         # the right side's leftovers (changed on the right only, or unlinked)
-        inp.changed["left"] = {}
-        leftovers = [rec for rid, rec in right.items() if rid not in done["right"]]
-        self.find_candidates("right", [r for r in leftovers if r.id not in rlinks], inp, searched)
-        for i in range(0, len(leftovers), BATCH * 5):
-            chunk = {r.id: r for r in leftovers[i:i + BATCH * 5]}
-            inp.changed["right"] = chunk
-            buffer.add(_plan(inp, ("right",), done))
+        if self.may_search("right"):
+            count, few = ws.unlinked_leftovers("right", SEARCH_LIMIT - searched["left"])
+            self.find_candidates("right", few, searched, count=count)
+        for chunk, links in ws.leftovers("right", BATCH * 5):
+            inp = ws.plan_input("right", chunk, links, partners=False)
+            buffer.add(_plan(inp, ("right",), ws.done))
+            ws.after_page()
         buffer.flush()
 
     def cancellations(self, page: list[Record]) -> list[Record]:
@@ -443,50 +451,53 @@ class ModuleRun:
         self.ex.execute(ops)
         return [r for r in page if r.id not in set(gone)]
 
-    def find_candidates(self, side: str, unlinked: list[Record], inp: PlanInput, searched: dict[str, int]) -> None:
-        """Incremental runs: candidates on the other side for unlinked records (search, or one full read)."""
+    def may_search(self, side: str) -> bool:
+        """Whether unlinked records of ``side`` would be looked up on the other side (incremental runs)."""
+        return bool(self.module.match) and not self.full_index[other(side)] and bool(self.m.flows[side])
+
+    def find_candidates(self, side: str, unlinked: list[Record], searched: dict[str, int], *,
+                        count: int | None = None) -> None:
+        """Incremental runs: candidates on the other side for unlinked records (search, or one full
+        read). ``count``: how many are unlinked when ``unlinked`` does not list them (too many)."""
         osd = other(side)
-        if not unlinked or not self.module.match or self.full_index[osd] or not self.m.flows[side]:
+        n = len(unlinked) if count is None else count
+        if not n or not self.may_search(side):
             return
-        idx = inp.index[osd]
-        if idx is None:
-            return
-        if searched[osd] + len(unlinked) > SEARCH_LIMIT:
-            found: list[Record] = []
+        ws = self.ws
+        if searched[osd] + n > SEARCH_LIMIT:
             for page in self.r.clients[osd].list_changed(self.api(osd), None, fields=self.m.fields(osd),
                                                          filter=self.r.filter_for(osd, self.module, False)):
-                found.extend(page)
+                if page:
+                    ws.add(osd, page, self.store.get_links(self.name, self.module.name, side=osd,
+                                                           ids=[r.id for r in page]))
             self.full_index[osd] = True
-        else:
-            searched[osd] += len(unlinked)
-            found = []
-            for rec in unlinked:
-                probe = probe_values(self.m, side, rec.values)
-                for k, p in zip(self.module.match, probe):
-                    if not p:
-                        continue
-                    hits = self.r.clients[osd].search(self.api(osd), getattr(k, osd), rec.values.get(getattr(k, side)))
-                    if hits:
-                        found.extend(hits)
-                        break
-        if not found:
             return
-        links = self.store.get_links(self.name, self.module.name, side=osd, ids=[r.id for r in found])
-        inp.links[osd].update(links)
-        for rec in found:
-            idx.add(rec)
+        searched[osd] += n
+        found: list[Record] = []
+        for rec in unlinked:
+            probe = probe_values(self.m, side, rec.values)
+            for k, p in zip(self.module.match, probe):
+                if not p:
+                    continue
+                hits = self.r.clients[osd].search(self.api(osd), getattr(k, osd), rec.values.get(getattr(k, side)))
+                if hits:
+                    found.extend(hits)
+                    break
+        if found:
+            ws.add(osd, found, self.store.get_links(self.name, self.module.name, side=osd,
+                                                    ids=[r.id for r in found]))
 
-    def retry_failures(self, into: dict[str, Record], side: str) -> None:
-        """Records that failed before are re-read (current values) and planned again."""
+    def retry_failures(self, missing: Callable[[list[str]], list[str]], side: str) -> list[Record]:
+        """Records that failed before, re-read (current values) to be planned again; ``missing`` keeps
+        the ids not read already."""
         wanted = self.r.retry
         ids = [f.record_id for f in self.store.list_failures(self.name)
                if f.module == self.module.name and f.side == side and f.code != CONFLICT_SKIPPED
                and (not wanted or str(f.id) in wanted or f.record_id in wanted)]
-        ids = [i for i in ids if i not in into]
+        ids = missing(ids) if ids else ids
         if not ids:
-            return
-        for rec in self.r.clients[side].get_many(self.api(side), ids):
-            into[rec.id] = rec
+            return []
+        return list(self.r.clients[side].get_many(self.api(side), ids))
 
     def _seen(self, side: str, rec: Record) -> None:
         cur = self.maxmod[side]
@@ -653,6 +664,14 @@ class _ReadAhead:
 def _chain(*iterables):
     for it in iterables:
         yield from it
+
+
+def _spill_dir(store: StateStore) -> str | None:
+    """Where a module run's working set spills: next to a SQLite state database, else a temp dir."""
+    path = getattr(store, "path", None)
+    if isinstance(path, str) and path and path != ":memory:" and not path.startswith("file:"):
+        return os.path.dirname(os.path.abspath(path))
+    return None
 
 
 def _plan(inp: PlanInput, order: tuple[str, ...], done: dict[str, set[str]]) -> list[Op]:

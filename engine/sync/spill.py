@@ -1,0 +1,621 @@
+"""The working set of a module run: in memory while small, in a temporary SQLite file beyond.
+
+A module run plans each page of one side against what it knows of the other side: the records it
+read of the right side (its changes, records older than ``created_within``, candidates found by a
+search), the left records it indexes for matching, their links (merge bases), the match index
+(normalised key -> ids), the ids already planned, claimed or found ambiguous, and the pairs whose
+writes to the left wait until the left side is read. All of these grow with N. ``Workset`` holds
+them: in memory (dicts, ``MatchIndex``, sets: exactly what the planner used before, so small and
+incremental runs pay nothing) until ``SPILL_AT`` records (or ten times as many ids) are held; then it
+moves them to a temporary SQLite file and answers each page's questions with a few batched queries
+(``plan_input``), so the peak memory of a run stays flat in N.
+
+Semantics kept from the in-memory structures: while a side is read in full (before ``seal``) a record
+read again replaces the earlier one (in its first position); after, the first record added under an
+id stays (as ``MatchIndex.add``) while its link is replaced. Membership of the planner's id sets is
+exact (a page's ids are fetched in one query, any other id is asked for on its own).
+
+The file is written to a private directory (0700; the file 0600) next to the state database, holds
+record values and ops read and planned in this run (never credentials) and is removed at the end of
+the run, also on error; a directory left by a killed process is removed by the next run. Rows are
+pickled: they are written and read back by this process only, inside that private directory.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from engine.apps.base import Record
+from engine.state.base import Link
+from engine.sync.mapping import ModuleMapper, other
+from engine.sync.executor import BATCH
+from engine.sync.plan import MatchIndex, Op, PlanInput, probe_values
+
+SPILL_AT = int(os.environ.get("SYNCFORM_SPILL_AT", "20000"))  # records held in memory before spilling
+IDS_PER_RECORD = 10  # ids of the planner's sets weigh about a tenth of a record
+CHUNK = 500  # ids per IN (...) query
+PREFIX = "syncform-spill-"
+_SETS = ("done", "claimed", "ambiguous")
+_WRITES = ("create", "update", "delete")
+
+
+def _dump(obj: Any) -> bytes:
+    return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _rec_body(rec: Record) -> bytes:
+    return _dump((rec.values, rec.modified, rec.created))
+
+
+def _rec_load(rid: str, body: bytes) -> Record:
+    values, modified, created = pickle.loads(body)
+    return Record(id=rid, values=values, modified=modified, created=created)
+
+
+def _chunks(items: list[Any], n: int = CHUNK) -> Iterator[list[Any]]:
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+class _DiskSet:
+    """A set of ids in the spill file: members added since the last ``flush`` are kept in memory,
+    ``prefetch`` asks the file about a page's ids in one query, any other id is asked on its own."""
+
+    def __init__(self, db: sqlite3.Connection, code: int):
+        self.db = db
+        self.code = code
+        self.added: set[str] = set()
+        self.present: set[str] = set()
+        self.absent: set[str] = set()
+
+    def prefetch(self, ids: Iterable[str]) -> None:
+        ask = [i for i in set(ids) if i not in self.added and i not in self.present and i not in self.absent]
+        for part in _chunks(ask):
+            found = {r[0] for r in self.db.execute(
+                f"SELECT id FROM mark WHERE s = ? AND id IN ({_marks(len(part))})", (self.code, *part))}
+            self.present.update(found)
+            self.absent.update(i for i in part if i not in found)
+
+    def __contains__(self, rid: object) -> bool:
+        if rid in self.added or rid in self.present:
+            return True
+        if rid in self.absent:
+            return False
+        hit = self.db.execute("SELECT 1 FROM mark WHERE s = ? AND id = ?", (self.code, rid)).fetchone() is not None
+        (self.present if hit else self.absent).add(rid)  # type: ignore[arg-type]
+        return hit
+
+    def add(self, rid: str) -> None:
+        self.added.add(rid)
+
+    def update(self, ids: Iterable[str]) -> None:
+        self.added.update(ids)
+
+    def flush(self) -> None:
+        if self.added:
+            self.db.executemany("INSERT OR IGNORE INTO mark (s, id) VALUES (?, ?)",
+                                [(self.code, i) for i in self.added])
+        self.added = set()
+        self.present = set()
+        self.absent = set()
+
+
+class _Rows(Mapping[str, Any]):
+    """A page's view of one column of the other side's rows: prefetched, else read on demand."""
+
+    def __init__(self, got: dict[str, Any], known: set[str], fetch: Any):
+        self.got = got
+        self.known = known  # ids whose row was fetched (a missing value there is a known None)
+        self.fetch = fetch
+
+    def __getitem__(self, rid: str) -> Any:
+        v = self.get(rid)
+        if v is None:
+            raise KeyError(rid)
+        return v
+
+    def get(self, rid: str, default: Any = None) -> Any:  # type: ignore[override]
+        v = self.got.get(rid)
+        if v is None and rid not in self.known:
+            self.known.add(rid)
+            v = self.fetch(rid)
+            if v is not None:
+                self.got[rid] = v
+        return default if v is None else v
+
+    def __contains__(self, rid: object) -> bool:
+        return self.get(rid) is not None  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.got)
+
+    def __len__(self) -> int:
+        return len(self.got)
+
+
+class _PageIndex:
+    """``MatchIndex.lookup`` for the probes of one page, answered from the hits fetched for them."""
+
+    def __init__(self, hits: dict[tuple[int, str], list[str]], records: _Rows):
+        self.hits = hits
+        self.records = records
+
+    def lookup(self, probe: list[str]) -> list[str]:
+        for i, v in enumerate(probe):
+            if v:
+                got = self.hits.get((i, v))
+                if got:
+                    return list(got)
+        return []
+
+
+class Workset:
+    """What a module run holds while it plans (see the module docstring).
+
+    ``add`` records of a side (with their links), ``seal`` a side once it is read in full,
+    ``plan_input`` for each page or chunk to plan, ``after_page`` once it is planned, ``defer`` and
+    ``take_deferred`` the pairs that wait, ``leftovers`` the changed records no page planned;
+    ``close`` at the end (removes the file)."""
+
+    def __init__(self, mapper: ModuleMapper, *, deleted: dict[str, set[str]], initial: bool,
+                 directory: str | os.PathLike[str] | None = None, spill_at: int | None = None):
+        self.m = mapper
+        self.deleted = deleted
+        self.initial = initial
+        self.directory = directory
+        self.spill_at = SPILL_AT if spill_at is None else spill_at
+        self.match = bool(mapper.module.match)
+        self.sealed = {"left": True, "right": True}
+        # in memory (until spilled)
+        self.changed: dict[str, dict[str, Record]] = {"left": {}, "right": {}}
+        self.older: dict[str, dict[str, Record]] = {"left": {}, "right": {}}
+        self.index: dict[str, MatchIndex] = {"left": MatchIndex(mapper, "left"), "right": MatchIndex(mapper, "right")}
+        self.links: dict[str, dict[str, Link]] = {"left": {}, "right": {}}
+        self.done: dict[str, Any] = {"left": set(), "right": set()}
+        self.claimed: dict[str, Any] = {"left": set(), "right": set()}
+        self.ambiguous: dict[str, Any] = {"left": set(), "right": set()}
+        self._deferred: list[Op] = []
+        # on disk
+        self.db: sqlite3.Connection | None = None
+        self.path: Path | None = None
+        self._seq = {"left": 0, "right": 0}
+        self._dseq = 0
+
+    @property
+    def spilled(self) -> bool:
+        return self.db is not None
+
+    # -- adding ------------------------------------------------------------------------------------
+    def begin_read(self, side: str) -> None:
+        """``side`` is being read in full: a record read again replaces the earlier one until ``seal``."""
+        self.sealed[side] = False
+
+    def add(self, side: str, recs: Iterable[Record], links: Mapping[str, Link] | None = None, *,
+            changed: bool = False) -> None:
+        """Records of ``side`` known to the run (all are match candidates); ``changed``: to be planned
+        (its changes since the cursor). ``links``: their links (replace earlier ones)."""
+        recs = list(recs)
+        if self.db is not None:
+            self._disk_add(side, recs, links, changed)
+            return
+        if links:
+            self.links[side].update(links)
+        if not self.sealed[side]:
+            into = self.changed[side] if changed else self.older[side]
+            for rec in recs:
+                into[rec.id] = rec
+        else:
+            if changed:
+                for rec in recs:
+                    self.changed[side][rec.id] = rec
+            add = self.index[side].add
+            for rec in recs:
+                add(rec)
+        self._check()
+
+    def missing_changed(self, side: str, ids: Iterable[str]) -> list[str]:
+        """The ids not among the changed records of ``side``."""
+        ids = list(ids)
+        if self.db is None:
+            return [i for i in ids if i not in self.changed[side]]
+        have: set[str] = set()
+        for part in _chunks(ids):
+            have.update(r[0] for r in self.db.execute(
+                f"SELECT id FROM rec_{side} WHERE changed = 1 AND id IN ({_marks(len(part))})", part))
+        return [i for i in ids if i not in have]
+
+    def seal(self, side: str) -> None:
+        """``side`` is read: index it (its changes first, then the rest)."""
+        if self.sealed[side]:
+            return
+        self.sealed[side] = True
+        if self.db is None:
+            add = self.index[side].add
+            for rec in self.changed[side].values():
+                add(rec)
+            for rec in self.older[side].values():
+                add(rec)
+            self.older[side] = {}
+
+    # -- planning ----------------------------------------------------------------------------------
+    def plan_input(self, side: str, recs: dict[str, Record], links: Mapping[str, Link], *,
+                   partners: bool) -> PlanInput:
+        """The planner's input for ``recs`` (records of ``side``, with their ``links``) against the
+        other side: its changed records too when ``partners`` (a linked record is merged with its
+        partner's change), else only its links and match candidates."""
+        osd = other(side)
+        if self.db is None:
+            return PlanInput(mapper=self.m, changed={side: recs, osd: self.changed[osd] if partners else {}},
+                             links={side: links, osd: self.links[osd]}, index=dict(self.index),  # type: ignore[arg-type]
+                             deleted=self.deleted, claimed=self.claimed, ambiguous=self.ambiguous,
+                             initial=self.initial)
+        return self._disk_plan_input(side, recs, links, partners)
+
+    def after_page(self) -> None:
+        """The page is planned: write the sets' additions to the file, or spill if memory grew."""
+        if self.db is not None:
+            for group in (self.done, self.claimed, self.ambiguous):
+                for s in group.values():
+                    s.flush()
+        else:
+            self._check()
+
+    def leftovers(self, side: str, size: int) -> Iterator[tuple[dict[str, Record], Mapping[str, Link]]]:
+        """The changed records of ``side`` not planned yet, in chunks of ``size`` (read order), with
+        their links. Chunks are cut as the planner goes (the planner marks only a chunk's own ids)."""
+        if self.db is None:
+            rest = [rec for rid, rec in self.changed[side].items() if rid not in self.done[side]]
+            links = self.links[side]  # kept by this reference should the set spill meanwhile
+            for i in range(0, len(rest), size):
+                yield {r.id: r for r in rest[i:i + size]}, links
+            return
+        yield from self._disk_leftovers(side, size)
+
+    def unlinked_leftovers(self, side: str, limit: int) -> tuple[int, list[Record]]:
+        """How many changed, unplanned records of ``side`` have no link; the records when ≤ ``limit``."""
+        if self.db is None:
+            rest = [rec for rid, rec in self.changed[side].items()
+                    if rid not in self.done[side] and rid not in self.links[side]]
+            return len(rest), rest if len(rest) <= limit else []
+        done = self.done[side]
+        done.flush()
+        n = self.db.execute(f"SELECT COUNT(*) FROM rec_{side} r WHERE changed = 1 AND link IS NULL AND NOT EXISTS "
+                            f"(SELECT 1 FROM mark WHERE s = ? AND id = r.id)", (done.code,)).fetchone()[0]
+        if n > limit:
+            return n, []
+        rows = self.db.execute(f"SELECT id, body FROM rec_{side} r WHERE changed = 1 AND link IS NULL AND NOT EXISTS "
+                               f"(SELECT 1 FROM mark WHERE s = ? AND id = r.id) ORDER BY seq", (done.code,))
+        return n, [_rec_load(rid, body) for rid, body in rows]
+
+    # -- pairs waiting for the left side to be read --------------------------------------------------
+    def defer(self, ops: list[Op]) -> None:
+        if not ops:
+            return
+        if self.db is None:
+            self._deferred.extend(ops)
+            self._check()
+            return
+        self._disk_defer(ops)
+
+    def take_deferred(self) -> Iterator[list[Op]]:
+        """The deferred ops. In memory: all at once. From the file: in blocks of ``BATCH`` pairs
+        of one kind (the same write groups), so that every buffer flush sends whole write batches,
+        then the rest."""
+        if self.db is None:
+            ops, self._deferred = self._deferred, []
+            if ops:
+                yield ops
+            return
+        db = self.db
+        classes = [r[0] for r in db.execute("SELECT DISTINCT cls FROM deferred ORDER BY cls")]
+        rest: list[Op] = []
+        for cls in classes:
+            block: list[Op] = []
+            pairs = 0
+            last = 0
+            while True:
+                rows = db.execute("SELECT seq, ops FROM deferred WHERE cls = ? AND seq > ? ORDER BY seq LIMIT ?",
+                                  (cls, last, CHUNK)).fetchall()
+                if not rows:
+                    break
+                for seq, blob in rows:
+                    last = seq
+                    block.extend(pickle.loads(blob))
+                    pairs += 1
+                    if pairs == BATCH:
+                        yield block
+                        block, pairs = [], 0
+            rest.extend(block)
+        db.execute("DELETE FROM deferred")
+        if rest:
+            yield rest
+
+    # -- end ---------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Forget everything; remove the spill file."""
+        db, self.db = self.db, None
+        if db is not None:
+            try:
+                db.close()
+            finally:
+                if self.path is not None:
+                    shutil.rmtree(self.path.parent, ignore_errors=True)
+        self.changed = {"left": {}, "right": {}}
+        self.index = {"left": MatchIndex(self.m, "left"), "right": MatchIndex(self.m, "right")}
+        self._deferred = []
+
+    def __enter__(self) -> "Workset":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- in memory -> on disk ----------------------------------------------------------------------
+    def held(self) -> tuple[int, int]:
+        """(records and ops held in memory, ids in the planner's sets)."""
+        if self.db is not None:
+            return 0, 0
+        recs = sum(len(self.index[s].records) if self.sealed[s] else len(self.changed[s]) + len(self.older[s])
+                   for s in ("left", "right"))
+        ids = sum(len(g[s]) for g in (self.done, self.claimed, self.ambiguous) for s in ("left", "right"))
+        return recs + len(self._deferred), ids
+
+    def _check(self) -> None:
+        recs, ids = self.held()
+        if recs > self.spill_at or ids > self.spill_at * IDS_PER_RECORD:
+            self.spill()
+
+    def spill(self) -> None:
+        """Move everything to the spill file (from now on memory stays flat)."""
+        if self.db is not None:
+            return
+        self._open()
+        for side in ("left", "right"):
+            changed, older, idx, links = self.changed[side], self.older[side], self.index[side], self.links[side]
+            sealed = self.sealed[side]
+            self.sealed[side] = False  # rows are written as read: last one wins, as above
+            if sealed:
+                # the index's records, in order (the changed ones are among them)
+                recs = list(idx.records.values())
+                for part in _chunks(recs, 2000):
+                    for ch in (True, False):
+                        sel = [r for r in part if (r.id in changed) == ch]
+                        if sel:
+                            self._disk_add(side, sel, links, ch)
+                extra = [r for rid, r in changed.items() if rid not in idx.records]
+                if extra:
+                    self._disk_add(side, extra, links, True)
+            else:
+                for part in _chunks(list(changed.values()), 2000):
+                    self._disk_add(side, part, links, True)
+                for part in _chunks(list(older.values()), 2000):
+                    self._disk_add(side, part, links, False)
+            self.sealed[side] = sealed
+            self.changed[side], self.older[side], self.links[side] = {}, {}, {}
+            self.index[side] = MatchIndex(self.m, side)
+        for gi, group in enumerate((self.done, self.claimed, self.ambiguous)):
+            for si, side in enumerate(("left", "right")):
+                mem = group[side]
+                ds = _DiskSet(self.db, gi * 2 + si)  # type: ignore[arg-type]
+                ds.update(mem)
+                ds.flush()
+                group[side] = ds
+        ops, self._deferred = self._deferred, []
+        if ops:
+            self._disk_defer(ops)
+
+    def _open(self) -> None:
+        base = Path(self.directory) if self.directory else Path(tempfile.gettempdir())
+        base.mkdir(parents=True, exist_ok=True)
+        _remove_stale(base)
+        d = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=base))  # 0700
+        path = d / "workset.db"
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        self.path = path
+        db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        for pragma in ("journal_mode = OFF", "synchronous = OFF", "locking_mode = EXCLUSIVE",
+                       "temp_store = FILE", "cache_size = -16000"):
+            db.execute(f"PRAGMA {pragma}")
+        for side in ("left", "right"):
+            db.execute(f"CREATE TABLE rec_{side} (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, "
+                       f"gen INTEGER NOT NULL, changed INTEGER NOT NULL, body BLOB NOT NULL, link BLOB)")
+            db.execute(f"CREATE TABLE idx_{side} (k INTEGER NOT NULL, v TEXT NOT NULL, seq INTEGER NOT NULL, "
+                       f"gen INTEGER NOT NULL)")
+            db.execute(f"CREATE INDEX idx_{side}_kv ON idx_{side} (k, v)")
+        db.execute("CREATE TABLE mark (s INTEGER NOT NULL, id TEXT NOT NULL, PRIMARY KEY (s, id)) WITHOUT ROWID")
+        db.execute("CREATE TABLE deferred (seq INTEGER PRIMARY KEY, cls TEXT NOT NULL, ops BLOB NOT NULL)")
+        db.execute("CREATE INDEX deferred_cls ON deferred (cls, seq)")
+        self.db = db
+
+    # -- on disk -----------------------------------------------------------------------------------
+    def _disk_add(self, side: str, recs: list[Record], links: Mapping[str, Link] | None, changed: bool) -> None:
+        db = self.db
+        assert db is not None
+        replace = not self.sealed[side]
+        batch: dict[str, Record] = {}
+        for rec in recs:
+            if replace:
+                batch[rec.id] = rec  # a later read wins, in the first one's place
+            else:
+                batch.setdefault(rec.id, rec)
+        ids = list(batch)
+        existing: dict[str, tuple[int, int, int]] = {}
+        if self._seq[side]:
+            for part in _chunks(ids):
+                for rid, seq, gen, ch in db.execute(
+                        f"SELECT id, seq, gen, changed FROM rec_{side} WHERE id IN ({_marks(len(part))})", part):
+                    existing[rid] = (seq, gen, ch)
+        new_rows: list[tuple[Any, ...]] = []
+        idx_rows: list[tuple[Any, ...]] = []
+        upd_rows: list[tuple[Any, ...]] = []
+        link_rows: list[tuple[Any, ...]] = []
+        m = self.m
+        for rid, rec in batch.items():
+            link = links.get(rid) if links else None
+            old = existing.get(rid)
+            if old is None:
+                self._seq[side] += 1
+                seq, gen = self._seq[side], 0
+                new_rows.append((seq, rid, gen, int(changed), _rec_body(rec), None if link is None else _dump(link)))
+            elif replace:
+                seq, gen = old[0], old[1] + 1
+                upd_rows.append((gen, int(changed or bool(old[2])), _rec_body(rec), seq))
+                if link is not None:
+                    link_rows.append((_dump(link), seq))
+            else:
+                if link is not None:
+                    link_rows.append((_dump(link), old[0]))
+                continue
+            if self.match:
+                for k, v in enumerate(probe_values(m, side, rec.values)):
+                    if v:
+                        idx_rows.append((k, v, seq, gen))
+        if new_rows:
+            db.executemany(f"INSERT INTO rec_{side} (seq, id, gen, changed, body, link) VALUES (?, ?, ?, ?, ?, ?)",
+                           new_rows)
+        if upd_rows:
+            db.executemany(f"UPDATE rec_{side} SET gen = ?, changed = ?, body = ? WHERE seq = ?", upd_rows)
+        if link_rows:
+            db.executemany(f"UPDATE rec_{side} SET link = ? WHERE seq = ?", link_rows)
+        if idx_rows:
+            db.executemany(f"INSERT INTO idx_{side} (k, v, seq, gen) VALUES (?, ?, ?, ?)", idx_rows)
+
+    def _rows(self, side: str, ids: Iterable[str]) -> dict[str, tuple[int, Record, Link | None]]:
+        db = self.db
+        assert db is not None
+        out: dict[str, tuple[int, Record, Link | None]] = {}
+        for part in _chunks(list(ids)):
+            for rid, ch, body, link in db.execute(
+                    f"SELECT id, changed, body, link FROM rec_{side} WHERE id IN ({_marks(len(part))})", part):
+                out[rid] = (ch, _rec_load(rid, body), None if link is None else pickle.loads(link))
+        return out
+
+    def _lookup(self, side: str, probes: Iterable[list[str]]) -> dict[tuple[int, str], list[str]]:
+        db = self.db
+        assert db is not None
+        per_key: dict[int, set[str]] = {}
+        for probe in probes:
+            for k, v in enumerate(probe):
+                if v:
+                    per_key.setdefault(k, set()).add(v)
+        hits: dict[tuple[int, str], list[str]] = {}
+        for k, vals in per_key.items():
+            for part in _chunks(list(vals)):
+                for v, rid in db.execute(
+                        f"SELECT i.v, r.id FROM idx_{side} i JOIN rec_{side} r ON r.seq = i.seq AND r.gen = i.gen "
+                        f"WHERE i.k = ? AND i.v IN ({_marks(len(part))}) ORDER BY i.rowid", (k, *part)):
+                    hits.setdefault((k, v), []).append(rid)
+        return hits
+
+    def _disk_plan_input(self, side: str, recs: dict[str, Record], links: Mapping[str, Link],
+                         partners: bool) -> PlanInput:
+        osd = other(side)
+        want: set[str] = set()
+        pids: list[str] = []
+        if partners:
+            for rid in recs:
+                link = links.get(rid)
+                if link is not None:
+                    pids.append(link.right_id if side == "left" else link.left_id)
+            want.update(pids)
+        hits: dict[tuple[int, str], list[str]] = {}
+        cands: set[str] = set()
+        if self.match:
+            probes = [probe_values(self.m, side, rec.values) for rid, rec in recs.items() if rid not in links]
+            if probes:
+                hits = self._lookup(osd, probes)
+            gone = self.deleted.get(osd) or set()
+            for ids in hits.values():
+                cands.update(ids)
+                live = [i for i in ids if i not in gone]
+                if len(live) == 1:
+                    want.add(live[0])  # a sole candidate is merged with: fetch it now
+        rows = self._rows(osd, want) if want else {}
+        wanted = set(pids)
+        changed = {rid: row[1] for rid, row in rows.items() if row[0] and rid in wanted}
+        known = set(rows)
+        orecs = _Rows({rid: row[1] for rid, row in rows.items()}, set(known),
+                      lambda rid: (self._rows(osd, [rid]).get(rid) or (0, None, None))[1])
+        olinks = _Rows({rid: row[2] for rid, row in rows.items() if row[2] is not None}, set(known),
+                       lambda rid: (self._rows(osd, [rid]).get(rid) or (0, None, None))[2])
+        ids = list(recs)
+        self.done[side].prefetch(ids)
+        self.ambiguous[side].prefetch(ids)
+        if cands:
+            self.claimed[osd].prefetch(cands)
+            self.ambiguous[osd].prefetch(cands)
+        return PlanInput(mapper=self.m, changed={side: recs, osd: changed}, links={side: links, osd: olinks},
+                         index={osd: _PageIndex(hits, orecs)}, deleted=self.deleted,  # type: ignore[dict-item]
+                         claimed=self.claimed, ambiguous=self.ambiguous, initial=self.initial)
+
+    def _disk_leftovers(self, side: str, size: int) -> Iterator[tuple[dict[str, Record], Mapping[str, Link]]]:
+        db = self.db
+        assert db is not None
+        done = self.done[side]
+        last = 0
+        chunk: dict[str, Record] = {}
+        links: dict[str, Link] = {}
+        while True:
+            done.flush()
+            rows = db.execute(f"SELECT seq, id, body, link FROM rec_{side} WHERE changed = 1 AND seq > ? "
+                              f"ORDER BY seq LIMIT ?", (last, CHUNK)).fetchall()
+            if not rows:
+                break
+            done.prefetch(r[1] for r in rows)
+            for seq, rid, body, link in rows:
+                last = seq
+                if rid in done:
+                    continue
+                chunk[rid] = _rec_load(rid, body)
+                if link is not None:
+                    links[rid] = pickle.loads(link)
+                if len(chunk) == size:
+                    yield chunk, links
+                    chunk, links = {}, {}
+                    done.flush()
+                    done.prefetch(r[1] for r in rows)
+        if chunk:
+            yield chunk, links
+
+    def _disk_defer(self, ops: list[Op]) -> None:
+        db = self.db
+        assert db is not None
+        pairs: dict[str, list[Op]] = {}
+        for op in ops:
+            pairs.setdefault(op.pair, []).append(op)
+        rows = []
+        for group in pairs.values():
+            cls = ",".join(sorted(f"{o.target}:{o.kind}" for o in group if o.kind in _WRITES))
+            rows.append((cls, _dump(group)))
+        db.executemany("INSERT INTO deferred (cls, ops) VALUES (?, ?)", rows)
+
+
+def _remove_stale(base: Path) -> None:
+    """Spill directories of processes that are gone (killed before they could remove them)."""
+    try:
+        entries = list(base.iterdir())
+    except OSError:
+        return
+    for p in entries:
+        if not p.name.startswith(PREFIX) or not p.is_dir():
+            continue
+        pid = p.name[len(PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(p, ignore_errors=True)
+        except OSError:
+            pass

@@ -1,0 +1,206 @@
+"""A module run's working set spilled to a temporary SQLite file (engine.sync.spill) plans exactly what
+the in-memory one plans: same records on both apps, same links and failures, same API calls; the file
+is private, next to the state database, and gone when the run ends (also when it fails)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+
+import engine.sync.spill as spill
+from engine.apps.base import Record
+from engine.state.base import Link
+from engine.sync import sync_integration
+from engine.sync.spill import Workset
+from tests.sync.conftest import contacts_module, make_integration
+from tests.sync.fakes import T0, Clock, FakeApp
+
+
+def desk(i, **kw):
+    return {"firstName": f"Ann{i}", "lastName": f"Lee{i}", "email": f"ann{i}@x.com", "phone": f"555010{i:04d}", **kw}
+
+
+def bigin(i, **kw):
+    return {"First_Name": f"Ann{i}", "Last_Name": f"Lee{i}", "Email": f"ann{i}@x.com", "Mobile": f"555010{i:04d}", **kw}
+
+
+def world():
+    """Two apps with every case the planner meets on a first two-way sync, and more than a page of each."""
+    clock = Clock()
+    left, right = FakeApp("zoho_desk", clock, page_size=50), FakeApp("bigin", clock, page_size=50)
+    for i in range(0, 300):
+        left.put("contacts", desk(i))
+    for i in range(0, 300, 3):  # a third of them on the right too, some with near-duplicate keys
+        right.put("Contacts", bigin(i, Email=f"  ANN{i}@X.com " if i % 2 else f"ann{i}@x.com"))
+    for i in range(1, 300, 9):  # matched pairs that differ: writes to both sides (held back for the left)
+        right.put("Contacts", bigin(i, First_Name="", Mobile="5559999999"))
+        left.edit("contacts", next(r for r, v in left.all("contacts").items() if v["email"] == f"ann{i}@x.com"),
+                  phone="")
+    right.put("Contacts", bigin(1000))  # two right records with one key: an ambiguous match
+    right.put("Contacts", bigin(1000, First_Name="Twin"))
+    left.put("contacts", desk(1000))
+    for i in range(2000, 2120):  # right-only records: created on the left from the leftovers
+        right.put("Contacts", bigin(i))
+    right.put("Contacts", bigin(3000, Last_Name=""))  # mandatory missing on the left? (stays a leftover)
+    old = clock.now - timedelta(days=3650)
+    right.put("Contacts", bigin(4000), created=old)  # older than created_within: matched, never copied
+    left.put("contacts", desk(4000))
+    return clock, left, right
+
+
+def run_all(tmp_path, monkeypatch, spill_at):
+    from engine.state import open_store
+
+    monkeypatch.setattr(spill, "SPILL_AT", spill_at)
+    clock, left, right = world()
+    store = open_store(f"sqlite:///{tmp_path}/state-{spill_at}.db")
+    integ = make_integration(contacts_module(created_within_days=30))
+    out = []
+
+    def step():
+        clock.tick(5)
+        rep = sync_integration(integ, store=store, left=left, right=right, clock=clock)
+        out.append((rep.ok, {d: dict(c) for d, c in rep.modules[0].counts.items()},
+                    dict(rep.api_calls)))
+
+    step()  # first two-way sync
+    step()  # the echo of its writes
+    for rid in list(left.all("contacts"))[:7]:
+        left.edit("contacts", rid, firstName="Edited")
+    for rid in list(right.all("Contacts"))[:5]:
+        right.edit("Contacts", rid, Last_Name="Edited")
+    newbie = left.put("contacts", desk(7))  # a new left record matching a linked right one
+    step()
+    links = sorted((ln.left_id, ln.right_id) for ln in store.iter_links("desk-bigin", "contacts"))
+    fails = sorted((f.side, f.record_id, f.code) for f in store.list_failures("desk-bigin"))
+    store.close()
+    return out, left.all("contacts"), right.all("Contacts"), links, fails, newbie
+
+
+def test_a_spilled_run_plans_exactly_what_the_in_memory_run_plans(tmp_path, monkeypatch):
+    mem = run_all(tmp_path, monkeypatch, 10**9)
+    disk = run_all(tmp_path, monkeypatch, 0)
+    assert mem[0][0][0], mem[0]
+    assert disk[0] == mem[0]  # ok, counts per direction and API calls of each of the three runs
+    assert disk[1] == mem[1] and disk[2] == mem[2]  # the same records, ids and values on both apps
+    assert disk[3] == mem[3]
+    assert disk[4] == mem[4]
+    codes = {c for _, _, c in mem[4]}
+    assert {"AMBIGUOUS_MATCH", "ALREADY_LINKED"} <= codes  # the cases were met, not skipped
+    assert ("left", mem[5], "ALREADY_LINKED") in mem[4]
+    counts = mem[0][0][1]
+    assert counts["right-to-left"]["updated"] > 0 and counts["left-to-right"]["updated"] > 0
+    assert counts["right-to-left"]["created"] >= 120
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(spill.PREFIX)]
+
+
+def _modes_seen(monkeypatch):
+    seen = []
+    orig = Workset._open
+
+    def spy(self):
+        orig(self)
+        seen.append((self.path, stat.S_IMODE(os.stat(self.path.parent).st_mode),
+                     stat.S_IMODE(os.stat(self.path).st_mode)))
+
+    monkeypatch.setattr(Workset, "_open", spy)
+    return seen
+
+
+def test_the_spill_file_is_private_next_to_the_state_and_removed_after_the_run(tmp_path, monkeypatch, sync,
+                                                                              apps, store):
+    monkeypatch.setattr(spill, "SPILL_AT", 0)
+    seen = _modes_seen(monkeypatch)
+    left, right = apps
+    for i in range(30):
+        left.put("contacts", desk(i))
+        right.put("Contacts", bigin(i + 100))
+    rep = sync()
+    assert rep.ok and len(left.all("contacts")) == 60 and len(right.all("Contacts")) == 60
+    assert seen, "the run did not spill"
+    path, dmode, fmode = seen[0]
+    assert path.parent.parent == tmp_path  # beside state.db
+    assert dmode == 0o700 and fmode == 0o600
+    assert not path.exists() and not path.parent.exists()
+
+
+def test_the_spill_file_is_removed_when_the_run_fails(tmp_path, monkeypatch, sync, apps):
+    monkeypatch.setattr(spill, "SPILL_AT", 0)
+    seen = _modes_seen(monkeypatch)
+    left, right = apps
+    left.page_size = right.page_size = 10
+    for i in range(50):
+        left.put("contacts", desk(i))
+        right.put("Contacts", bigin(i + 100))
+    left.fail_reads_after = 3  # the left read breaks half-way
+    rep = sync()
+    assert not rep.ok and rep.modules[0].status == "failed"
+    assert seen and not seen[0][0].parent.exists()
+    left.fail_reads_after = None
+    assert sync().ok  # and the rerun completes
+    assert len(left.all("contacts")) == 100 and len(right.all("Contacts")) == 100
+
+
+def test_a_spill_directory_left_by_a_killed_process_is_removed(tmp_path, monkeypatch, sync, apps):
+    monkeypatch.setattr(spill, "SPILL_AT", 0)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    stale = tmp_path / f"{spill.PREFIX}{int(dead.stdout)}-x1"
+    stale.mkdir()
+    (stale / "workset.db").write_bytes(b"values")
+    alive = tmp_path / f"{spill.PREFIX}{os.getppid()}-x2"  # a live process's: kept
+    alive.mkdir()
+    left, _ = apps
+    left.put("contacts", desk(1))
+    assert sync().ok
+    assert not stale.exists() and alive.exists()
+
+
+# -- the working set on its own ---------------------------------------------------------------------
+
+def rec(rid, email, name="A"):
+    return Record(id=rid, values={"Email": email, "First_Name": name}, modified=T0, created=T0)
+
+
+def _sets(ws, side, recs, links, partners):
+    inp = ws.plan_input(side, recs, links, partners=partners)
+    idx = inp.index["right" if side == "left" else "left"]
+    return inp, idx
+
+
+@pytest.mark.parametrize("spill_at", [10**9, 0])
+def test_a_record_read_again_replaces_the_earlier_one_until_sealed_then_the_first_stays(spill_at, tmp_path):
+    from engine.sync.mapping import ModuleMapper
+
+    integ = make_integration()
+    m = ModuleMapper(integ, integ.modules[0], resolve=lambda *a: None, owners={})
+    ws = Workset(m, deleted={"left": set(), "right": set()}, initial=True, directory=tmp_path, spill_at=spill_at)
+    try:
+        ws.begin_read("right")
+        ws.add("right", [rec("r1", "a@x.com"), rec("r2", "b@x.com")], {}, changed=True)
+        ws.add("right", [rec("r1", "c@x.com", "New")], {"r1": Link("l9", "r1")}, changed=True)  # read again
+        ws.seal("right")
+        ws.add("right", [rec("r2", "z@x.com", "Found")], {})  # a search finds it again: the first stays
+        ws.add("right", [rec("r3", "b@x.com")], {})
+        left = {"l1": Record("l1", {"email": "c@x.com"}, T0), "l2": Record("l2", {"email": "a@x.com"}, T0),
+                "l3": Record("l3", {"email": "b@x.com"}, T0)}
+        inp, idx = _sets(ws, "left", left, {}, True)
+        assert idx.lookup(["c@x.com"]) == ["r1"] and idx.lookup(["a@x.com"]) == []
+        assert sorted(idx.lookup(["b@x.com"])) == ["r2", "r3"] and idx.lookup(["z@x.com"]) == []
+        assert idx.records["r1"].values["First_Name"] == "New" and idx.records["r2"].values["First_Name"] == "A"
+        assert inp.links["right"].get("r1") == Link("l9", "r1") and inp.links["right"].get("r3") is None
+        ws.done["right"].add("r1")
+        ws.claimed["right"].add("r3")
+        ws.after_page()
+        assert "r3" in ws.claimed["right"] and "r2" not in ws.claimed["right"]
+        chunks = list(ws.leftovers("right", 1))
+        assert [list(c) for c, _ in chunks] == [["r2"]]  # r1 planned; r3 was never a change
+        assert ws.spilled == (spill_at == 0)
+    finally:
+        ws.close()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(spill.PREFIX)]
