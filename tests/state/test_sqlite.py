@@ -14,6 +14,7 @@ import pytest
 
 from engine.errors import LockedError, MigrationError, StateError
 from engine.state import open_store
+from engine.state.base import JournalEntry, Link
 from engine.state.sqlite import MIGRATIONS, SQLiteStore
 
 
@@ -129,3 +130,70 @@ def test_another_process_waits_for_the_lock_then_gets_it(tmp_path):
     out, _ = proc.communicate("go\n", timeout=60)
     assert out.strip() == "GOT apply"
     assert proc.returncode == 0
+
+
+# A version-1 state as the previous syncform wrote it (its DDL and its rows, typed in here so that a
+# change of engine.state.core.SCHEMA cannot silently change what "the previous version" means).
+_V1_DDL = """
+CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL);
+CREATE TABLE store_info (id INTEGER PRIMARY KEY CHECK (id = 1), lineage TEXT NOT NULL, serial INTEGER NOT NULL,
+    created_at TEXT NOT NULL);
+CREATE TABLE deployed (name TEXT PRIMARY KEY, spec TEXT NOT NULL, spec_hash TEXT NOT NULL,
+    paused INTEGER NOT NULL DEFAULT 0, applied_at TEXT);
+CREATE TABLE applies (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, who TEXT NOT NULL,
+    spec_hash TEXT NOT NULL, git_commit TEXT, serial INTEGER NOT NULL, summary TEXT NOT NULL DEFAULT '');
+CREATE TABLE lock (slot INTEGER PRIMARY KEY CHECK (slot = 1), id TEXT NOT NULL, who TEXT NOT NULL,
+    host TEXT NOT NULL, pid INTEGER NOT NULL, operation TEXT NOT NULL, since TEXT NOT NULL);
+CREATE TABLE links (integration TEXT NOT NULL, module TEXT NOT NULL, left_id TEXT NOT NULL, right_id TEXT NOT NULL,
+    left_values TEXT NOT NULL DEFAULT '{}', right_values TEXT NOT NULL DEFAULT '{}',
+    left_hash TEXT NOT NULL DEFAULT '', right_hash TEXT NOT NULL DEFAULT '', synced_at TEXT,
+    PRIMARY KEY (integration, module, left_id), UNIQUE (integration, module, right_id));
+CREATE TABLE cursors (integration TEXT NOT NULL, module TEXT NOT NULL, side TEXT NOT NULL, kind TEXT NOT NULL,
+    value TEXT NOT NULL, PRIMARY KEY (integration, module, side, kind));
+CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, integration TEXT NOT NULL, module TEXT NOT NULL,
+    direction TEXT NOT NULL, started TEXT NOT NULL, ended TEXT, created INTEGER NOT NULL DEFAULT 0,
+    updated INTEGER NOT NULL DEFAULT 0, deleted INTEGER NOT NULL DEFAULT 0, linked INTEGER NOT NULL DEFAULT 0,
+    conflicts INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0, api_calls INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL DEFAULT 'running', message TEXT NOT NULL DEFAULT '');
+CREATE INDEX runs_by_integration ON runs (integration, started);
+CREATE TABLE failures (id INTEGER PRIMARY KEY AUTOINCREMENT, integration TEXT NOT NULL, module TEXT NOT NULL,
+    side TEXT NOT NULL, record_id TEXT NOT NULL, code TEXT NOT NULL, message TEXT NOT NULL,
+    app_code TEXT NOT NULL DEFAULT '', first_seen TEXT NOT NULL, last_seen TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 1, resolved INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (integration, module, side, record_id, code));
+CREATE TABLE journal (id INTEGER PRIMARY KEY AUTOINCREMENT, integration TEXT NOT NULL, module TEXT NOT NULL,
+    target TEXT NOT NULL, operation TEXT NOT NULL, payload TEXT NOT NULL, created TEXT NOT NULL);
+CREATE INDEX journal_by_module ON journal (integration, module);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO schema_version VALUES (1, '2026-01-02T03:04:05.000000+00:00');
+INSERT INTO store_info VALUES (1, 'lineage-of-v1', 4, '2026-01-02T03:04:05.000000+00:00');
+INSERT INTO deployed VALUES ('crm', '{"modules":[{"name":"contacts"}],"name":"crm"}', 'h1', 1,
+    '2026-01-02T03:04:05.000000+00:00');
+INSERT INTO links VALUES ('crm', 'contacts', 'l1', 'r1', '{"Email":"a@x.io","n":1}', '{"Email":"a@x.io","n":1.0}',
+    'lh', 'rh', '2026-01-02T03:04:05.000000+00:00');
+INSERT INTO links VALUES ('crm', 'contacts', 'l2', 'r2', '{"Email": "b@x.io"}', ' {"Email": "b@x.io"} ', '', '',
+    '2026-01-02T03:04:05.000000+00:00');
+INSERT INTO journal VALUES (7, 'crm', 'contacts', 'right', 'create',
+    '[{"keys":[["Email","c@x.io"]],"source_id":"l3","values":{"Email":"c@x.io"}}]', '2026-01-02T03:04:05.000000+00:00');
+INSERT INTO failures VALUES (3, 'crm', 'contacts', 'left', 'l9', 'INVALID_VALUE', 'bad', '',
+    '2026-01-02T03:04:05.000000+00:00', '2026-01-02T03:04:05.000000+00:00', 2, 0);
+"""
+
+
+def test_a_state_written_by_the_previous_version_opens_and_keeps_working(tmp_path):
+    path = tmp_path / "state.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(_V1_DDL)
+    store = SQLiteStore(path)
+    assert (store.lineage(), store.serial(), store.schema_version()) == ("lineage-of-v1", 4, len(MIGRATIONS))
+    assert store.get_deployed("crm").paused is True
+    links = store.get_links("crm", "contacts", side="left", ids=["l1", "l2"])
+    assert links["l1"].right_values == {"Email": "a@x.io", "n": 1.0} and type(links["l1"].right_values["n"]) is float
+    assert links["l2"].left_values == links["l2"].right_values == {"Email": "b@x.io"}  # spaced JSON reads too
+    assert [e.payload[0]["source_id"] for e in store.journal_pending("crm")] == ["l3"]
+    assert [(f.record_id, f.attempts) for f in store.list_failures("crm")] == [("l9", 2)]
+    store.put_links("crm", "contacts", [Link("l1", "r9", {"Email": "a@x.io"}, {"Email": "a@x.io"})])  # a relink
+    assert store.get_link("crm", "contacts", right_id="r1") is None
+    assert store.journal_add_many([JournalEntry(None, "crm", "contacts", "right", "update", ())]) == [8]
+    store.close()
+    assert SQLiteStore(path).count_links("crm", "contacts") == 2
