@@ -112,13 +112,17 @@ class Executor:
         self.module = mr.module
 
     def count(self, op: Op, kind: str | None = None) -> None:
-        k = OP_TO_COUNT[kind or op.kind]
-        d = _direction(op.target) if op.kind not in ("fail", "skip") else \
-            ("left-to-right" if op.target == "left" else "right-to-left")
-        self.mr.rep.add(d, k)
-        if len(self.mr.rep.samples.get(kind or op.kind, ())) < SAMPLES_PER_KIND:
+        kind = kind or op.kind
+        if op.kind == "fail" or op.kind == "skip":  # target: the side of the record that could not sync
+            d = "left-to-right" if op.target == "left" else "right-to-left"
+        else:
+            d = "left-to-right" if op.target == "right" else "right-to-left"
+        rep = self.mr.rep
+        rep.counts[d][OP_TO_COUNT[kind]] += 1
+        got = rep.samples.get(kind)
+        if got is None or len(got) < SAMPLES_PER_KIND:
             kinds = {n: self.mr.m.info(op.target, n).kind for n in op.values}
-            self.mr.rep.sample(kind or op.kind, sample_of(op, kinds))
+            rep.sample(kind, sample_of(op, kinds))
 
     def execute(self, ops: list[Op]) -> None:
         if not ops:

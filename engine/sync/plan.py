@@ -287,10 +287,10 @@ def _writes(m: ModuleMapper, tgt: str, want: dict[str, Any], cur: Mapping[str, A
             continue
         if t in changed and t in two_way:
             if first:  # first match: fill what is empty, never erase a value with an empty one
-                if comparable_empty(m, tgt, t, c):
+                if m.empty(tgt, t, c):
                     out[t] = v
                     continue
-                if comparable_empty(m, tgt, t, v):
+                if m.empty(tgt, t, v):
                     del want[t]
                     continue
             conflicts.append((tgt, t))
@@ -367,7 +367,7 @@ def _merge(inp: PlanInput, lrec: Record | None, rrec: Record | None, link: Link 
             winner = "left" if (lrec and (rrec is None or lm >= rm)) else "right"
         else:
             winner = None
-        fields_ = tuple(sorted(f"{s}.{t}" for s, t in conflicts))
+        fields_ = tuple(sorted([f"{s}.{t}" for s, t in conflicts]))
         ids = {"left": lid, "right": rid}
         if winner is None:
             if link is not None:
