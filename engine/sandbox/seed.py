@@ -393,6 +393,7 @@ class _ModuleSeed:
 
 
 _DIGITS = re.compile(r"\D")
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # = json.dumps(data, separators=...), built once
 CHUNK = 20_000          # records generated, then inserted with one executemany each
 PARALLEL_MIN = 40_000   # from this many records of a module on, worker processes generate the chunks
 WORKERS = 2
@@ -431,7 +432,7 @@ class _Generator:
             data = _stored(app, kind, values, r, refs, users)
             rid = ids[i]
             rows.append((app, name, rid, seq0 + i, _db_time(created_at), _db_time(modified_at),
-                         json.dumps(data, separators=(",", ":"))))
+                         _ENCODE(data)))
             keys += ms.keys(rid, data)
         # in index order: each chunk sweeps the (modified) and (field, value) indexes once
         rows.sort(key=lambda t: (t[5], t[2]))

@@ -52,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="a name for this build (e.g. before/after a fix); rows of other labels are kept")
     ap.add_argument("--fresh", action="store_true", help="forget earlier results in tests/bench/results.json")
     a = ap.parse_args(argv)
+    try:
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]  # progress in a nohup log
+    except (AttributeError, ValueError):
+        pass
 
     sizes = [_size(s) for s in a.sizes.split(",") if s.strip()]
     chosen = {s.strip() for s in a.scenario.split(",") if s.strip()}
