@@ -58,18 +58,28 @@ _UTC = timezone.utc
 _fromisoformat = datetime.fromisoformat
 
 
+_PARSED: dict[str, datetime] = {}  # recent answers: a batch's results, and records written together, share times
+_PARSED_MAX = 4096
+
+
 def parse_time(value: Any) -> datetime | None:
     """ISO 8601 (Zoho ``2023-05-10T01:10:47-07:00``, Desk ``...000Z``) as an aware UTC datetime."""
     if value.__class__ is str:  # the fast path: the apps' own fixed formats parse as they are
+        dt = _PARSED.get(value)
+        if dt is not None:
+            return dt
         try:
             dt = _fromisoformat(value)
         except ValueError:
             pass
         else:
             tz = dt.tzinfo
-            if tz is _UTC:
-                return dt
-            return dt.replace(tzinfo=_UTC) if tz is None else dt.astimezone(_UTC)
+            if tz is not _UTC:
+                dt = dt.replace(tzinfo=_UTC) if tz is None else dt.astimezone(_UTC)
+            if len(_PARSED) >= _PARSED_MAX:
+                _PARSED.clear()
+            _PARSED[value] = dt
+            return dt
     if not isinstance(value, str) or not value:
         return None
     text = value.strip()
