@@ -29,29 +29,32 @@ from typing import Any
 from engine.state.base import Deployed, Failure, JournalEntry, Link, LockInfo, RunRecord
 
 try:
-    from json.encoder import c_make_encoder as _c_make_encoder, encode_basestring_ascii as _ascii
+    from json.encoder import c_make_encoder as _c_make_encoder
 except ImportError:  # pragma: no cover - CPython always has _json
     _c_make_encoder = None
+from json.encoder import encode_basestring as _unicode, encode_basestring_ascii as _ascii
 
 _scan = make_scanner(json.JSONDecoder())
 
 
-def _encoder(sort_keys: bool) -> Any:
+def _encoder(sort_keys: bool, ensure_ascii: bool = True) -> Any:
     if _c_make_encoder is not None:
         # the arguments json.JSONEncoder.iterencode passes for json.dumps(..., sort_keys, separators=(",", ":"),
         # default=str) without the circular-reference check (state values are trees of JSON values)
-        make = _c_make_encoder(None, str, _ascii, None, ":", ",", sort_keys, False, True)
+        make = _c_make_encoder(None, str, _ascii if ensure_ascii else _unicode, None, ":", ",", sort_keys, False, True)
         join = "".join
 
         def encode(value: Any) -> str:
             return join(make(value, 0))
 
         return encode
-    return json.JSONEncoder(sort_keys=sort_keys, separators=(",", ":"), default=str).encode  # pragma: no cover
+    return json.JSONEncoder(sort_keys=sort_keys, separators=(",", ":"), default=str,  # pragma: no cover
+                            ensure_ascii=ensure_ascii).encode
 
 
 encode_json = _encoder(True)
 encode_payload = _encoder(False)
+encode_rows = _encoder(False, ensure_ascii=False)  # a batch of rows handed to SQL as one JSON parameter
 
 
 def plain_dict(value: Mapping[str, Any]) -> dict[str, Any]:

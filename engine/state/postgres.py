@@ -45,7 +45,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from engine.errors import LockedError, StateError, TransientStateError
 from engine.state.base import Link, LockInfo
-from engine.state.core import LINK_COLS, LOCK_SELECT, SQLStore, encode_bases, migrations, utc, utcnow
+from engine.state.core import LINK_COLS, LOCK_SELECT, SQLStore, encode_bases, encode_rows, iso, migrations, utc, utcnow
 
 LOCK_KEY = 0x53594E43  # "SYNC": first half of the operation lock's advisory key
 MIGRATION_KEY = 0x53594E4D  # "SYNM": first half of the migration lock's advisory key
@@ -549,23 +549,30 @@ class PostgresStore(SQLStore):
             right_owner[ln.right_id] = ln.left_id
         if not by_left:
             return
-        kept = list(by_left.values())
         now = self._clock()
-        bases = [encode_bases(ln.left_values, ln.right_values) for ln in kept]
+        last = stamp = None
+        rows = []
+        for ln in by_left.values():
+            at = ln.synced_at or now
+            if at is not last:  # a batch's links share their time: format it once
+                last, stamp = at, iso(at)
+            rows.append((ln.left_id, ln.right_id, *encode_bases(ln.left_values, ln.right_values),
+                         ln.left_hash, ln.right_hash, stamp))
         with self.transaction():
-            # two deletes, each through its own unique index (an OR of both would scan the module)
-            self._execute("DELETE FROM links WHERE integration = %s AND module = %s AND left_id = ANY(%s)",
-                          (integration, module, sorted(lefts)))
-            self._execute("DELETE FROM links WHERE integration = %s AND module = %s AND right_id = ANY(%s)",
-                          (integration, module, sorted(rights)))
-            # one statement for the whole batch: arrays, one per column
+            # The batch goes as JSON text, one parameter per list, unpacked by the server: psycopg's array
+            # adaptation costs the client ~1 us per element (~60 us per link in text form, where it escapes
+            # every quote of the merge bases). ARRAY(...) is computed once, so "= ANY" still goes through
+            # the index; two deletes, each through its own unique index (an OR of both would scan the module)
+            self._execute("DELETE FROM links WHERE integration = %s AND module = %s "
+                          "AND left_id = ANY(ARRAY(SELECT json_array_elements_text(%s::json)))",
+                          (integration, module, encode_rows(sorted(lefts))))
+            self._execute("DELETE FROM links WHERE integration = %s AND module = %s "
+                          "AND right_id = ANY(ARRAY(SELECT json_array_elements_text(%s::json)))",
+                          (integration, module, encode_rows(sorted(rights))))
             self._execute(
-                f"INSERT INTO links (integration, module, {LINK_COLS}) SELECT %s, %s, * FROM "
-                "unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[])",
-                (integration, module, [ln.left_id for ln in kept], [ln.right_id for ln in kept],
-                 [b[0] for b in bases], [b[1] for b in bases],
-                 [ln.left_hash for ln in kept], [ln.right_hash for ln in kept],
-                 [_ts(ln.synced_at or now) for ln in kept]))
+                f"INSERT INTO links (integration, module, {LINK_COLS}) SELECT %s, %s, r->>0, r->>1, r->>2, r->>3, "
+                "r->>4, r->>5, (r->>6)::timestamptz FROM json_array_elements(%s::json) AS r",
+                (integration, module, encode_rows(rows)))
             self._links_written += len(by_left)
             if self._links_written >= self._next_analyze:
                 # fresh statistics after a bulk load (at 1,000, 10,000, 100,000... links written by this store):

@@ -208,6 +208,19 @@ def test_merge_bases_come_back_with_their_own_types_when_equal_by_value(store, c
     assert got["l4"].synced_at == clock.now
 
 
+def test_ids_and_merge_bases_with_quotes_escapes_and_any_script_round_trip(store):
+    odd = ['a"b', "back\\slash", "ü-é", "😀", "{x,y}", "tab\there", "new\nline", "NULL", ""]
+    store.put_links("i", "m", [Link(f"L{v}", f"R{v}", {"v": v, "w": [v]}, {"V": v}, f"h{v}", "")
+                               for v in odd])
+    got = store.get_links("i", "m", side="right", ids=[f"R{v}" for v in odd])
+    assert sorted(got) == sorted(f"R{v}" for v in odd)
+    for v in odd:
+        ln = got[f"R{v}"]
+        assert (ln.left_id, ln.left_values, ln.right_values, ln.left_hash) == (f"L{v}", {"v": v, "w": [v]}, {"V": v}, f"h{v}")
+    store.delete_links("i", "m", side="left", ids=[f"L{v}" for v in odd[:4]])
+    assert store.count_links("i", "m") == len(odd) - 4
+
+
 def test_a_relink_replaces_the_link_of_either_id(store):
     store.put_links("i", "m", [Link("l1", "r1"), Link("l2", "r2")])
     store.put_links("i", "m", [Link("l1", "r2")])
