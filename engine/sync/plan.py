@@ -63,7 +63,7 @@ class MatchIndex:
         self.side = side
         self.keys = [(getattr(k, side), key_kind(getattr(k, side), mapper.info(side, getattr(k, side)).kind))
                      for k in mapper.module.match]
-        self._idx: list[dict[str, list[str]]] = [dict() for _ in self.keys]
+        self._idx: list[dict[str, Any]] = [dict() for _ in self.keys]  # value -> id, or a list of ids when several
         self._norm = tuple((name, key_normaliser(kind), idx) for (name, kind), idx in zip(self.keys, self._idx))
         self.records: dict[str, Record] = {}
 
@@ -78,9 +78,11 @@ class MatchIndex:
             if v:
                 hits = idx.get(v)
                 if hits is None:
-                    idx[v] = [rid]
-                else:
+                    idx[v] = rid  # one id, no list: most keys are unique
+                elif hits.__class__ is list:
                     hits.append(rid)
+                else:
+                    idx[v] = [hits, rid]
 
     def lookup(self, probe: list[str]) -> list[str]:
         """Candidates for normalised probe values (one per key, in order): the first key with hits decides."""
@@ -88,7 +90,7 @@ class MatchIndex:
             if v and i < len(self._idx):
                 hits = self._idx[i].get(v)
                 if hits:
-                    return list(hits)
+                    return list(hits) if hits.__class__ is list else [hits]
         return []
 
 
@@ -238,7 +240,7 @@ def _plan_record(inp: PlanInput, side: str, rec: Record, done: dict[str, set[str
         kind = "skip" if exc.code == PARENT_NOT_SYNCED else "fail"
         return [Op(kind, side, source_id=rec.id, code=exc.code, message=exc.message)]
     src_base = m.snapshot(side, rec.values)
-    tgt_base = m.snapshot(osd, values)
+    tgt_base = dict(values)  # == m.snapshot(osd, values): every rendered field is one the target side reads
     if side == "left":
         new_link = Link(left_id=rec.id, right_id="", left_values=src_base, right_values=tgt_base)
     else:

@@ -62,3 +62,40 @@ def test_deletes_follow_the_preference_and_associates():
     ops = plan_deletes(m, {"left": ["L1", "L2"], "right": ["R3"]}, links, {("right", "R1"): 2, ("right", "R2"): 0})
     assert sorted((o.kind, o.target, o.target_id) for o in ops) == [
         ("delete", "right", "R2"), ("unlink", "left", "L3"), ("unlink", "right", "R1")]
+
+
+def test_an_unchanged_pair_plans_nothing_and_a_reformatted_one_only_refreshes_its_base():
+    assert plan(mapper(), left=[rec("L1", dict(LBASE))], right=[rec("R1", dict(RBASE))]) == []
+    assert plan(mapper(), left=[rec("L1", dict(LBASE))]) == []
+    ops = plan(mapper(), right=[rec("R1", {**RBASE, "Email": "ANN@x.com"})])
+    assert [(o.kind, o.code) for o in ops] == [("link", "refresh")]  # no write: only the stored base moves
+    assert ops[0].link.right_values["Email"] == "ANN@x.com" and ops[0].link.left_values == LBASE
+
+
+def first_run(m, left, right):
+    idx = {"left": MatchIndex(m, "left"), "right": MatchIndex(m, "right")}
+    for r in right:
+        idx["right"].add(r)
+    inp = PlanInput(mapper=m, changed={"left": {r.id: r for r in left}, "right": {r.id: r for r in right}},
+                    links={"left": {}, "right": {}}, index=idx, initial=True)
+    return plan_changes(inp)
+
+
+def test_first_match_fills_empty_fields_links_and_never_guesses_between_duplicates():
+    m = mapper()
+    ops = first_run(m, [rec("L1", dict(LBASE))], [rec("R1", {**RBASE, "Email": " ANN@X.com", "Mobile": ""})])
+    assert [(o.kind, o.target, dict(o.values)) for o in ops] == [
+        ("update", "right", {"Mobile": "5550100001"}), ("link", "right", {})]
+    assert ops[1].link.right_values["Mobile"] == "5550100001"
+    twins = [rec("R1", dict(RBASE)), rec("R2", {**RBASE, "Email": "Ann@x.com"})]
+    (fail,) = first_run(m, [rec("L1", dict(LBASE))], twins)
+    assert (fail.kind, fail.code) == ("fail", "AMBIGUOUS_MATCH") and "R1, R2" in fail.message
+
+
+def test_a_create_writes_no_empty_value_and_its_base_is_what_it_writes():
+    ops = first_run(mapper(), [rec("L1", {**LBASE, "phone": None, "firstName": ""})], [])
+    (op,) = ops
+    assert (op.kind, op.target, dict(op.values)) == ("create", "right", {"Last_Name": "Lee", "Email": "ann@x.com"})
+    assert op.keys == (("Email", "ann@x.com"),)
+    assert op.link.right_values == {"Last_Name": "Lee", "Email": "ann@x.com"}
+    assert op.link.left_values == {**LBASE, "phone": None, "firstName": ""}
