@@ -854,7 +854,8 @@ class ZohoApi:
                                                          [it.get("id") for it in items if isinstance(it, dict)])
                                         if x not in (None, "")))
             rows = {r.id: r for r in self.ctx.store.query(
-                self.app, mod.api_name, where="id IN (%s)" % ",".join("?" * len(wanted)), params=wanted)} \
+                self.app, mod.api_name, where="id IN (%s)" % ",".join("?" * len(wanted)), params=wanted,
+                order="id")} \
                 if wanted else {}
             for i, item in enumerate(items):
                 item_id = rid or (item.get("id") if isinstance(item, dict) else None)
