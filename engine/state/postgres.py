@@ -363,8 +363,8 @@ class PostgresStore(SQLStore):
     _dt = staticmethod(_dt)
 
     def _in(self, column: str, ids: list[str]) -> Iterator[tuple[str, list[Any]]]:
-        if ids:
-            yield f"{column} = ANY(?)", [ids]
+        if ids:  # one JSON text, not a psycopg array (see put_links); ARRAY(...) keeps "= ANY" on the index
+            yield f"{column} = ANY(ARRAY(SELECT json_array_elements_text(?::json)))", [encode_rows(ids)]
 
     def _begin(self) -> None:
         self._execute("BEGIN", doing="starting a transaction")
