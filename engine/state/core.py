@@ -11,6 +11,8 @@ batch is journalled before it is sent), so it avoids per-call set-up:
   one-way copy, a field mapped to the same name): the second text is the first.
 - ``encode_payload`` is the journal's encoding: the same, without sorting keys (a payload is read back
   as a whole, never compared as text).
+- ``encode_rows`` (not ASCII-escaped, unsorted) hands PostgreSQL a batch of rows or ids as one JSON
+  text parameter, which the server unpacks: psycopg's own array adaptation costs ~1 us per element.
 - ``decode_json`` / ``decode_bases`` read them back with the C scanner directly (``json.loads`` checks
   for white space around the value first), and decode a link's second base once when both texts are
   the same flat object.
