@@ -62,42 +62,48 @@ def _mandatory(module: ModuleCatalog) -> tuple[str, ...]:
     return hit[1]
 
 
+def _bad(f: Field, msg: str, **details: Any) -> tuple[None, FieldError]:
+    return None, FieldError("INVALID_DATA", f.api_name, msg, details)
+
+
+_TEXT_KINDS = frozenset({"text", "longtext", "email", "phone", "url", "picklist"})
+
+
 def check_value(f: Field, v: Any, *, exists: Callable[[str | None, str], bool],
                 user_ids: set[str]) -> tuple[Any, FieldError | None]:
-    kind = kind_of(f)
-    bad = lambda msg, **d: (None, FieldError("INVALID_DATA", f.api_name, msg, d))  # noqa: E731
     if v is None:
         return None, None
-    if kind in ("text", "longtext", "email", "phone", "url", "picklist"):
+    kind = kind_of(f)
+    if kind in _TEXT_KINDS:
         if isinstance(v, bool) or not isinstance(v, (str, int, float)):
-            return bad("invalid data", expected_data_type="string")
+            return _bad(f, "invalid data", expected_data_type="string")
         v = str(v) if not isinstance(v, str) else v
         if f.length and len(v) > f.length:
-            return bad(f"the length of {f.api_name} exceeds the maximum of {f.length} characters",
+            return _bad(f, f"the length of {f.api_name} exceeds the maximum of {f.length} characters",
                        maximum_length=f.length)
         if kind == "email" and v.strip() and not EMAIL.match(v.strip()):
-            return bad("invalid email", expected_data_type="email")
+            return _bad(f, "invalid email", expected_data_type="email")
         if kind == "phone" and v.strip() and not PHONE.match(v.strip()):
-            return bad("invalid phone number", expected_data_type="phone")
+            return _bad(f, "invalid phone number", expected_data_type="phone")
         if kind == "url" and v.strip() and not URL.match(v.strip()):
-            return bad("invalid website", expected_data_type="website")
+            return _bad(f, "invalid website", expected_data_type="website")
         if kind == "picklist" and f.picklist and v not in f.picklist and v != "-None-":
-            return bad(f"invalid picklist value {v!r}; valid values: {', '.join(f.picklist)}",
+            return _bad(f, f"invalid picklist value {v!r}; valid values: {', '.join(f.picklist)}",
                        expected_data_type="picklist")
         return v, None
     if kind == "integer":
         if isinstance(v, bool):
-            return bad("invalid data", expected_data_type="integer")
+            return _bad(f, "invalid data", expected_data_type="integer")
         if isinstance(v, int):
             return v, None
         if isinstance(v, float) and v.is_integer():
             return int(v), None
         if isinstance(v, str) and re.fullmatch(r"-?\d{1,18}", v.strip()):
             return int(v.strip()), None
-        return bad("invalid data", expected_data_type="integer")
+        return _bad(f, "invalid data", expected_data_type="integer")
     if kind == "decimal":
         if isinstance(v, bool):
-            return bad("invalid data", expected_data_type="double")
+            return _bad(f, "invalid data", expected_data_type="double")
         if isinstance(v, (int, float)):
             return v, None
         if isinstance(v, str):
@@ -105,40 +111,40 @@ def check_value(f: Field, v: Any, *, exists: Callable[[str | None, str], bool],
                 return float(v.strip()), None
             except ValueError:
                 pass
-        return bad("invalid data", expected_data_type="double")
+        return _bad(f, "invalid data", expected_data_type="double")
     if kind == "boolean":
         if isinstance(v, bool):
             return v, None
-        return bad("invalid data", expected_data_type="boolean")
+        return _bad(f, "invalid data", expected_data_type="boolean")
     if kind == "date":
         if timefmt.parse_date(v) is None:
-            return bad("invalid date; expected yyyy-MM-dd", expected_data_type="date")
+            return _bad(f, "invalid date; expected yyyy-MM-dd", expected_data_type="date")
         return v, None
     if kind == "datetime":
         dt = timefmt.parse_iso(v) if f.type != "DateTimeBookings" else timefmt.parse_bookings(v)
         if dt is None:
-            return bad("invalid datetime; expected ISO 8601 with an offset, e.g. 2023-05-10T01:10:47-07:00",
+            return _bad(f, "invalid datetime; expected ISO 8601 with an offset, e.g. 2023-05-10T01:10:47-07:00",
                        expected_data_type="datetime")
         return timefmt.to_db(dt), None
     if kind == "multiselect":
         if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-            return bad("invalid data", expected_data_type="jsonarray")
+            return _bad(f, "invalid data", expected_data_type="jsonarray")
         if f.picklist:
             for x in v:
                 if x not in f.picklist:
-                    return bad(f"invalid picklist value {x!r}", expected_data_type="multiselectpicklist")
+                    return _bad(f, f"invalid picklist value {x!r}", expected_data_type="multiselectpicklist")
         return v, None
     if kind == "lookup":
         rid = _lookup_id(v)
         if rid is None:
-            return bad("invalid data", expected_data_type="jsonobject")
+            return _bad(f, "invalid data", expected_data_type="jsonobject")
         if not exists(f.lookup, rid):
-            return bad("the related id given seems to be invalid", id=rid)
+            return _bad(f, "the related id given seems to be invalid", id=rid)
         return {"id": rid}, None
     if kind == "owner":
         rid = _lookup_id(v)
         if rid is None or rid not in user_ids:
-            return bad("invalid owner id", expected_data_type="jsonobject")
+            return _bad(f, "invalid owner id", expected_data_type="jsonobject")
         return rid, None
     return v, None
 

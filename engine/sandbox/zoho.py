@@ -749,7 +749,8 @@ class ZohoApi:
             clean["What_Id"]["module"] = se_module
         if parent_ref:
             clean["Parent_Id"] = parent_ref
-        rej = self.ctx.rejection(self.app, mod.api_name, {**(existing.data if existing else {}), **item})
+        rej = self.ctx.rejection(self.app, mod.api_name, {**(existing.data if existing else {}), **item}) \
+            if self.ctx.faults.rejections else None
         if rej:
             self.ctx.stats.fault("rejected")
             return None, self._error(validate.FieldError(rej.code, rej.field or "id", rej.message), i)
