@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from engine.sandbox.core import users_of
 from tests.sandbox.conftest import TOKEN_PARAMS
 
 INVALID_TOKEN = {"code": "INVALID_TOKEN", "details": {}, "message": "invalid oauth token", "status": "error"}
@@ -469,3 +470,46 @@ def test_criteria_in_operator_with_escaped_commas(client):
                                             {"Account_Name": "Other"}])
     r = client.get("/crm/v8/Accounts/search", params={"criteria": r"(Account_Name:in:Smith\, Jones & Co,Plain)"})
     assert sorted(d["Account_Name"] for d in r.json()["data"]) == ["Plain", "Smith, Jones & Co"]
+
+
+USERS_CRM = [u.id for u in users_of("zoho_crm")]
+
+
+def test_duplicates_inside_one_batch_name_the_earlier_record_and_ids_stay_dense(client):
+    """A batch's records are written together at its end: a duplicate of an earlier record of the same
+    batch is still DUPLICATE_DATA naming that record (and its owner), rejected records take no id, and
+    every created record can be read back and found by its unique value."""
+    recs = [{"Last_Name": "A", "Email": "Same@Example.com", "Owner": {"id": USERS_CRM[1]}},
+            {"Last_Name": "B", "Email": "same@example.COM"},
+            {"First_Name": "no last name"},
+            {"Last_Name": "C", "Email": "c@example.com"}]
+    r = client.post("/crm/v8/Contacts", json={"data": recs})
+    assert r.status_code == 207
+    a, dup, bad, c = r.json()["data"]
+    assert a["status"] == "success" and c["status"] == "success" and bad["code"] == "MANDATORY_NOT_FOUND"
+    assert dup["code"] == "DUPLICATE_DATA"
+    assert dup["details"]["duplicate_record"]["id"] == a["details"]["id"]
+    assert dup["details"]["duplicate_record"]["Owner"]["id"] == USERS_CRM[1]
+    assert int(c["details"]["id"]) - int(a["details"]["id"]) == 3  # the next id, as one by one
+    [next_id] = create_many(client, "/crm/v8/Contacts", [{"Last_Name": "D"}])
+    assert int(next_id) - int(c["details"]["id"]) == 3
+    found = client.get("/crm/v8/Contacts/search", params={"email": "c@example.com"}).json()["data"]
+    assert [x["id"] for x in found] == [c["details"]["id"]]
+    again = client.post("/crm/v8/Contacts", json={"data": [{"Last_Name": "E", "Email": "SAME@example.com"}]})
+    assert again.json()["data"][0]["details"]["duplicate_record"]["id"] == a["details"]["id"]
+
+
+def test_batch_update_reindexes_changed_unique_values_only(client):
+    a, b = create_many(client, "/bigin/v2/Contacts", contacts(2))
+    r = client.put("/bigin/v2/Contacts", json={"data": [{"id": a, "Title": "CTO"},
+                                                        {"id": b, "Email": "moved@example.com"},
+                                                        {"id": a, "Email": "moved@example.com"}]})
+    assert r.status_code == 207
+    ok1, ok2, dup = r.json()["data"]
+    assert ok1["status"] == ok2["status"] == "success"
+    assert dup["code"] == "DUPLICATE_DATA" and dup["details"]["duplicate_record"]["id"] == b
+    assert [x["id"] for x in client.get("/bigin/v2/Contacts/search",
+                                        params={"email": "moved@example.com"}).json()["data"]] == [b]
+    assert client.get("/bigin/v2/Contacts/search", params={"email": "ann1@example.com"}).status_code == 204
+    assert [x["id"] for x in client.get("/bigin/v2/Contacts/search",
+                                        params={"email": "ann0@example.com"}).json()["data"]] == [a]
