@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from engine.sync.engine import ModuleRun
 
 BATCH = 100  # records per write call (the apps' limit)
+_WRITES = frozenset(("create", "update", "delete"))
 
 
 def _now(clock: Callable[[], datetime] | None) -> datetime:
@@ -42,7 +43,7 @@ class _Buffer:
 
     def add(self, ops: list[Op]) -> None:
         self.ops.extend(ops)
-        self.writes += sum(1 for o in ops if o.kind in ("create", "update", "delete"))
+        self.writes += sum(1 for o in ops if o.kind in _WRITES)
         if self.writes >= self.limit:
             self.flush(whole_batches=True)
 
@@ -51,17 +52,24 @@ class _Buffer:
         partial batch (and the rest of its pairs) for later, so partial batches are sent once, at the end."""
         ops, self.ops, self.writes = self.ops, [], 0
         if whole_batches:
-            writes = [o for o in ops if o.kind in ("create", "update", "delete")]
             groups: dict[tuple[str, str], list[Op]] = {}
-            for o in writes:
-                groups.setdefault((o.target, o.kind), []).append(o)
-            keep = {id(o) for g in groups.values() for o in g[len(g) - len(g) % BATCH:]}
-            pairs = {o.pair for o in writes if id(o) in keep and o.pair}
-            now: list[Op] = []
             for o in ops:
-                (self.ops if id(o) in keep or (o.pair and o.pair in pairs) else now).append(o)
-            self.writes = sum(1 for o in self.ops if o.kind in ("create", "update", "delete"))
-            ops = now
+                if o.kind in _WRITES:
+                    key = (o.target, o.kind)
+                    g = groups.get(key)
+                    if g is None:
+                        groups[key] = [o]
+                    else:
+                        g.append(o)
+            kept = [o for g in groups.values() for o in g[len(g) - len(g) % BATCH:]]
+            if kept:
+                keep = {id(o) for o in kept}
+                pairs = {o.pair for o in kept if o.pair}
+                now: list[Op] = []
+                for o in ops:
+                    (self.ops if id(o) in keep or (o.pair and o.pair in pairs) else now).append(o)
+                self.writes = sum(1 for o in self.ops if o.kind in _WRITES)
+                ops = now
         self.ex.execute(ops)
 
 
@@ -133,49 +141,55 @@ class Executor:
                     continue
                 self.count(op)
             return
-        writes = [o for o in ops if o.kind in ("create", "update", "delete")]
-        results = self.send(writes)
-        pair_ok: dict[str, bool] = {}
-        for op, res in zip(writes, results):
-            if op.pair:
-                pair_ok[op.pair] = pair_ok.get(op.pair, True) and res[0].ok
+        writes = [o for o in ops if o.kind in _WRITES]
+        results, entry_of, sent = self.send(writes)
+        failed_pairs = {op.pair for op, res in zip(writes, results) if not res.ok and op.pair}
         put: list[Link] = []
         failures: list[Failure] = []
         resolved: dict[str, list[str]] = {"left": [], "right": []}
         unlink: dict[str, list[str]] = {"left": [], "right": []}
         now = _now(self.r.clock)
         done_pairs: set[str] = set()
-        for op, (res, _entry) in zip(writes, results):
-            src = other(op.target)
+        entries = {e.id for e in sent}
+        count = self.count
+        for i, (op, res) in enumerate(zip(writes, results)):
+            target = op.target
+            src = "left" if target == "right" else "right"
             if res.ok:
-                self.count(op)
+                count(op)
                 if op.kind == "delete":
                     unlink[src].append(op.source_id or "")
-                elif pair_ok.get(op.pair) and op.pair not in done_pairs:
-                    done_pairs.add(op.pair)
-                    link = op.link
-                    if link is not None:
-                        lid, rid = link.left_id, link.right_id
-                        if op.kind == "create":  # the new record's id completes the link
-                            if op.target == "right":
-                                rid = res.id or ""
-                            else:
-                                lid = res.id or ""
-                        put.append(Link(left_id=lid, right_id=rid, left_values=link.left_values,
-                                        right_values=link.right_values, left_hash=link.left_hash,
-                                        right_hash=link.right_hash, synced_at=now))
-                        resolved[op.target].append(rid if op.target == "right" else lid)  # its partner too
-                    resolved[src].append(op.source_id or "")
-            else:
-                code = MANDATORY_MISSING if res.code in ("MANDATORY_NOT_FOUND", "MANDATORY_MISSING") else REJECTED_BY_APP
-                self.count(op, "fail")
-                failures.append(Failure(id=None, integration=self.name, module=self.module.name,
-                                        side=src if op.kind != "delete" else op.target,
-                                        record_id=(op.source_id if op.kind != "delete" else op.target_id) or "",
-                                        code=code, app_code=res.code,
-                                        message=REDACTOR.redact((res.message or res.code)
-                                                                + (f" (field {res.field})" if res.field else "")),
-                                        first_seen=now, last_seen=now))
+                    continue
+                pair = op.pair
+                if not pair or pair in failed_pairs or pair in done_pairs:
+                    continue
+                done_pairs.add(pair)
+                link = op.link
+                if link is not None:
+                    lid, rid = link.left_id, link.right_id
+                    if op.kind == "create":  # the new record's id completes the link
+                        if target == "right":
+                            rid = res.id or ""
+                        else:
+                            lid = res.id or ""
+                    put.append(Link(left_id=lid, right_id=rid, left_values=link.left_values,
+                                    right_values=link.right_values, left_hash=link.left_hash,
+                                    right_hash=link.right_hash, synced_at=now))
+                    resolved[target].append(rid if target == "right" else lid)  # its partner too
+                resolved[src].append(op.source_id or "")
+                continue
+            code = MANDATORY_MISSING if res.code in ("MANDATORY_NOT_FOUND", "MANDATORY_MISSING") else REJECTED_BY_APP
+            count(op, "fail")
+            failures.append(Failure(id=None, integration=self.name, module=self.module.name,
+                                    side=src if op.kind != "delete" else target,
+                                    record_id=(op.source_id if op.kind != "delete" else op.target_id) or "",
+                                    code=code, app_code=res.code,
+                                    message=REDACTOR.redact((res.message or res.code)
+                                                            + (f" (field {res.field})" if res.field else "")),
+                                    first_seen=now, last_seen=now))
+            e = entry_of[i]
+            if e is not None and op.kind == "create" and (res.transient or res.details.get("request_level")):
+                entries.discard(e.id)  # it may have landed: the next run looks it up before creating again
         for op in ops:
             if op.kind == "link":
                 if op.code != "refresh":
@@ -203,11 +217,6 @@ class Executor:
                                         first_seen=now, last_seen=now))
             elif op.kind in ("conflict", "skip"):
                 self.count(op)
-        entries = {e.id for _, (_, e) in zip(writes, results) if e is not None}
-        for op, (res, e) in zip(writes, results):
-            if e is not None and op.kind == "create" and not res.ok and \
-                    (res.transient or res.details.get("request_level")):
-                entries.discard(e.id)  # it may have landed: the next run looks it up before creating again
         with self.store.transaction():
             for side in ("left", "right"):
                 if unlink[side]:
@@ -225,34 +234,42 @@ class Executor:
         if unlink["left"] or unlink["right"] or put:
             self.r.resolver.forget(self.module.name)
 
-    def send(self, writes: list[Op]) -> list[tuple[WriteResult, JournalEntry | None]]:
-        """Every write batch journalled, then sent concurrently; one (result, entry) per op, in order."""
+    def send(self, writes: list[Op]) -> tuple[list[WriteResult], list[JournalEntry | None], list[JournalEntry]]:
+        """Every write batch journalled, then sent concurrently. Returns one result and one journal entry
+        per op (in order), and the entries journalled."""
         if not writes:
-            return []
-        batches: list[tuple[str, str, list[int]]] = []
+            return [], [], []
         groups: dict[tuple[str, str], list[int]] = {}
         for i, op in enumerate(writes):
-            groups.setdefault((op.target, op.kind), []).append(i)
-        for (target, kind), idxs in groups.items():
-            for j in range(0, len(idxs), BATCH):
-                batches.append((target, kind, idxs[j:j + BATCH]))
+            key = (op.target, op.kind)
+            g = groups.get(key)
+            if g is None:
+                groups[key] = [i]
+            else:
+                g.append(i)
+        batches: list[tuple[str, str, list[int], list[Op]]] = []
+        for (target, kind), g in groups.items():
+            for j in range(0, len(g), BATCH):
+                idxs = g[j:j + BATCH]
+                batches.append((target, kind, idxs, [writes[i] for i in idxs]))
         created = _now(self.r.clock)
         pending = [JournalEntry(id=None, integration=self.name, module=self.module.name, target=target,
-                                operation=kind, payload=journal_payload([writes[i] for i in idxs]), created=created)
-                   for target, kind, idxs in batches]
+                                operation=kind, payload=journal_payload(part), created=created)
+                   for target, kind, _, part in batches]
         add_many = getattr(self.store, "journal_add_many", None)
         ids = add_many(pending) if add_many is not None else [self.store.journal_add(e) for e in pending]
-        entries = {bi: JournalEntry(id=eid, integration=e.integration, module=e.module, target=e.target,
-                                    operation=e.operation, payload=e.payload, created=e.created)
-                   for bi, (e, eid) in enumerate(zip(pending, ids))}
+        entries = [JournalEntry(id=eid, integration=e.integration, module=e.module, target=e.target,
+                                operation=e.operation, payload=e.payload, created=e.created)
+                   for e, eid in zip(pending, ids)]
         results: list[WriteResult | None] = [None] * len(writes)
+        entry_of: list[JournalEntry | None] = [None] * len(writes)
         workers = max(1, min(len(batches), self.r.concurrency("left"), self.r.concurrency("right")))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            futs = [pool.submit(self._send_one, target, kind, [writes[i] for i in idxs])
-                    for target, kind, idxs in batches]
-            for (target, kind, idxs), fut in zip(batches, futs):
+        with ThreadPoolExecutor(max_workers=workers) as pool:  # every batch goes out, even when one raises
+            futs = [pool.submit(self._send_one, target, kind, part) for target, kind, _, part in batches]
+            for (_, _, idxs, _), fut, entry in zip(batches, futs, entries):
                 for i, res in zip(idxs, fut.result()):
                     results[i] = res
+                    entry_of[i] = entry
         # transient per-record failures (429/5xx for that record): one more attempt
         retry = [i for i, r in enumerate(results) if r is not None and not r.ok and r.transient
                  and not r.details.get("may_have_landed")]  # those wait for the journal's look-up
@@ -265,15 +282,8 @@ class Executor:
                     part = idxs[j:j + BATCH]
                     for i, res in zip(part, self._send_one(target, kind, [writes[i] for i in part])):
                         results[i] = res
-        out: list[tuple[WriteResult, JournalEntry | None]] = []
-        owner: dict[int, JournalEntry] = {}
-        for bi, (_, _, idxs) in enumerate(batches):
-            for i in idxs:
-                owner[i] = entries[bi]
-        for i, res in enumerate(results):
-            out.append((res or WriteResult(ok=False, code="NO_RESULT", message="the app returned no result"),
-                        owner.get(i)))
-        return out
+        missing = WriteResult(ok=False, code="NO_RESULT", message="the app returned no result")
+        return [r or missing for r in results], entry_of, entries
 
     def _send_one(self, target: str, kind: str, ops: list[Op]) -> list[WriteResult]:
         client = self.r.clients[target]
