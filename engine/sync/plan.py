@@ -179,7 +179,8 @@ def _plan_record(inp: PlanInput, side: str, rec: Record, done: dict[str, set[str
     deleted = inp.deleted
     if deleted and rec.id in deleted.get(side, _NONE):
         return []
-    link = inp.links.get(side, {}).get(rec.id)
+    links = inp.links.get(side)
+    link = links.get(rec.id) if links is not None else None
     if link is not None:
         partner = link.right_id if side == "left" else link.left_id
         if partner.startswith(TOMBSTONE):
@@ -187,7 +188,8 @@ def _plan_record(inp: PlanInput, side: str, rec: Record, done: dict[str, set[str
                        message="its counterpart was deleted; it is never revived")]
         if deleted and partner in deleted.get(osd, _NONE):
             return []
-        prec = inp.changed.get(osd, {}).get(partner)
+        other_changed = inp.changed.get(osd)
+        prec = other_changed.get(partner) if other_changed is not None else None
         if prec is not None:
             done[osd].add(partner)
         if side == "left":
@@ -214,7 +216,8 @@ def _plan_record(inp: PlanInput, side: str, rec: Record, done: dict[str, set[str
         if cid in inp.ambiguous[osd]:
             return [Op("fail", side, source_id=rec.id, code=AMBIGUOUS_MATCH,
                        message=f"its match {cid} on the {osd} matches several records")]
-        clink = inp.links.get(osd, {}).get(cid)
+        olinks = inp.links.get(osd)
+        clink = olinks.get(cid) if olinks is not None else None
         if clink is not None or cid in inp.claimed[osd]:
             owner = (clink.left_id if osd == "right" else clink.right_id) if clink else "another record"
             return [Op("fail", side, source_id=rec.id, code=ALREADY_LINKED,
@@ -395,8 +398,14 @@ def _merge(inp: PlanInput, lrec: Record | None, rrec: Record | None, link: Link 
             ops.append(Op("conflict", loser, source_id=ids[winner], target_id=ids[loser], code=policy,
                           fields=fields_, message=f"{what} {', '.join(fields_)}; {winner} wins ({policy})"))
     # the new merge base: current values plus what we write
-    nl = _new_base(m, "left", lsnap, lnow, wl, kept_l, lb)
-    nr = _new_base(m, "right", rsnap, rnow, wr, kept_r, rb)
+    if wl or kept_l:
+        nl = _new_base(m, "left", lsnap, lnow, wl, kept_l, lb)
+    else:
+        nl = lsnap if lsnap is not None else m.snapshot("left", lnow)
+    if wr or kept_r:
+        nr = _new_base(m, "right", rsnap, rnow, wr, kept_r, rb)
+    else:
+        nr = rsnap if rsnap is not None else m.snapshot("right", rnow)
     new_link = Link(left_id=lid, right_id=rid, left_values=nl, right_values=nr)
     pair = f"pair:{lid}:{rid}"
     if wl:
