@@ -246,6 +246,7 @@ class HttpLayer:
         self._headers = {"Accept": "*/*", "Accept-Encoding": "gzip, deflate", "Connection": "keep-alive",
                          "User-Agent": f"syncform (python-httpx/{httpx.__version__})", **dict(headers or {})}
         self._timeout = {"timeout": httpx.Timeout(timeout).as_dict()}
+        self._urls: dict[str, httpx.URL] = {}  # parsed once: httpx checks a URL character by character
         self.tokens: TokenSource | None = None
         if credentials is not None:
             client_id, client_secret, refresh_token = credentials
@@ -356,7 +357,12 @@ class HttpLayer:
             failure: AppError
             retry_after: float | None = None
             try:
-                request = httpx.Request(method, url, params=params, content=content, data=data, headers=hdrs,
+                parsed = self._urls.get(url)
+                if parsed is None:
+                    parsed = httpx.URL(url)
+                    if len(self._urls) < 1024:  # a module's few endpoints; record paths would be unbounded
+                        self._urls[url] = parsed
+                request = httpx.Request(method, parsed, params=params, content=content, data=data, headers=hdrs,
                                         extensions=self._timeout)
                 with self._slots:
                     response = self._transport.handle_request(request)
