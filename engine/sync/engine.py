@@ -11,6 +11,10 @@ Order of a run: for each enabled module, parents first —
 4. commit links, failures and history as it goes; move the cursors only at the end, past what is
    committed.
 
+What a module run holds while it plans (the right side's records, both match indexes, the planner's id
+sets, the pairs held back for the left) lives in a ``Workset`` (``engine.sync.spill``): in memory while
+small, in a temporary SQLite file beyond ``SPILL_AT`` records, so memory stays flat in N.
+
 A read that fails half-way aborts the module: nothing is deleted (deletes come only from the apps'
 deleted feeds, never from a record's absence) and the cursors stay where they were.
 """
@@ -47,6 +51,7 @@ SETTLE = timedelta(seconds=2)
 OVERLAP = timedelta(0)  # extra re-read window behind each cursor (0: the boundary rule above suffices)
 SECOND = timedelta(seconds=1)
 READ_AHEAD = 50  # left pages (10,000 records) read while the right side is read, before planning starts
+BUFFER_OPS = 5_000  # ops waiting in the write buffer (most without a write: links) before they are carried out
 SEARCH_LIMIT = 20  # unlinked records per module run looked up by search; beyond, the other side is read once
 Progress = Callable[[str, str, int, int | None], None]  # (module, phase, done, total)
 
@@ -421,19 +426,19 @@ class ModuleRun:
             if later:
                 ws.defer([o for o in ops if o.pair in later])
                 ops = [o for o in ops if not o.pair or o.pair not in later]
-            buffer.add(ops)
+            _add(buffer, ops)
             n += len(page)
             self.tick("sync", n)
         buffer.flush()
         for chunk in ws.take_deferred():  # whole pairs together: a link commits only when all its writes succeeded
-            buffer.add(chunk)
+            _add(buffer, chunk)
         # the right side's leftovers (changed on the right only, or unlinked)
         if self.may_search("right"):
             count, few = ws.unlinked_leftovers("right", SEARCH_LIMIT - searched["left"])
             self.find_candidates("right", few, searched, count=count)
         for chunk, links in ws.leftovers("right", BATCH * 5):
             inp = ws.plan_input("right", chunk, links, partners=False)
-            buffer.add(_plan(inp, ("right",), ws.done))
+            _add(buffer, _plan(inp, ("right",), ws.done))
             ws.after_page()
         buffer.flush()
 
@@ -672,6 +677,14 @@ def _spill_dir(store: StateStore) -> str | None:
     if isinstance(path, str) and path and path != ":memory:" and not path.startswith("file:"):
         return os.path.dirname(os.path.abspath(path))
     return None
+
+
+def _add(buffer: _Buffer, ops: list[Op]) -> None:
+    """Ops into the write buffer, which flushes on writes; links and other ops without a write (a
+    first sync that only matches) are carried out once ``BUFFER_OPS`` wait, whole batches only."""
+    buffer.add(ops)
+    if len(buffer.ops) > BUFFER_OPS:
+        buffer.flush(whole_batches=True)
 
 
 def _plan(inp: PlanInput, order: tuple[str, ...], done: dict[str, set[str]]) -> list[Op]:
