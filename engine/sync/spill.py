@@ -23,12 +23,14 @@ pickled: they are written and read back by this process only, inside that privat
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import shutil
 import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +52,64 @@ def _dump(obj: Any) -> bytes:
     return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+# Times in UTC go as integer microseconds (a UTC datetime pickles ~10x slower than the values of a
+# record); any other time object as itself.
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_US = timedelta(microseconds=1)
+
+
+def _t(dt: Any) -> Any:
+    return (dt - _EPOCH) // _US if dt.__class__ is datetime and dt.tzinfo is timezone.utc else dt
+
+
+def _dt(v: Any) -> Any:
+    return _EPOCH + timedelta(microseconds=v) if v.__class__ is int else v
+
+
 def _rec_body(rec: Record) -> bytes:
-    return _dump((rec.values, rec.modified, rec.created))
+    return _dump((rec.values, _t(rec.modified), None if rec.created is None else _t(rec.created)))
 
 
 def _rec_load(rid: str, body: bytes) -> Record:
     values, modified, created = pickle.loads(body)
-    return Record(id=rid, values=values, modified=modified, created=created)
+    return Record(id=rid, values=values, modified=_dt(modified), created=None if created is None else _dt(created))
+
+
+def _link_t(link: Link | None) -> tuple[Any, ...] | None:
+    if link is None:
+        return None
+    return (link.left_id, link.right_id, link.left_values, link.right_values, link.left_hash, link.right_hash,
+            None if link.synced_at is None else _t(link.synced_at))
+
+
+def _link_of(t: tuple[Any, ...] | None) -> Link | None:
+    if t is None:
+        return None
+    return Link(t[0], t[1], t[2], t[3], t[4], t[5], None if t[6] is None else _dt(t[6]))
+
+
+def _link_dump(link: Link) -> bytes:
+    return _dump(_link_t(link))
+
+
+def _link_load(blob: bytes) -> Link:
+    return _link_of(pickle.loads(blob))  # type: ignore[return-value]
+
+
+_OP_FIELDS = tuple(f.name for f in dataclasses.fields(Op))
+
+
+def _ops_dump(ops: list[Op]) -> bytes:
+    return _dump([tuple(_link_t(op.link) if f == "link" else getattr(op, f) for f in _OP_FIELDS) for op in ops])
+
+
+def _ops_load(blob: bytes) -> list[Op]:
+    out = []
+    for t in pickle.loads(blob):
+        kw = dict(zip(_OP_FIELDS, t))
+        kw["link"] = _link_of(kw["link"])
+        out.append(Op(**kw))
+    return out
 
 
 def _chunks(items: list[Any], n: int = CHUNK) -> Iterator[list[Any]]:
@@ -331,7 +384,7 @@ class Workset:
                     break
                 for seq, blob in rows:
                     last = seq
-                    block.extend(pickle.loads(blob))
+                    block.extend(_ops_load(blob))
                     pairs += 1
                     if pairs == BATCH:
                         yield block
@@ -467,15 +520,15 @@ class Workset:
             if old is None:
                 self._seq[side] += 1
                 seq, gen = self._seq[side], 0
-                new_rows.append((seq, rid, gen, int(changed), _rec_body(rec), None if link is None else _dump(link)))
+                new_rows.append((seq, rid, gen, int(changed), _rec_body(rec), None if link is None else _link_dump(link)))
             elif replace:
                 seq, gen = old[0], old[1] + 1
                 upd_rows.append((gen, int(changed or bool(old[2])), _rec_body(rec), seq))
                 if link is not None:
-                    link_rows.append((_dump(link), seq))
+                    link_rows.append((_link_dump(link), seq))
             else:
                 if link is not None:
-                    link_rows.append((_dump(link), old[0]))
+                    link_rows.append((_link_dump(link), old[0]))
                 continue
             if self.match:
                 for k, v in enumerate(probe_values(m, side, rec.values)):
@@ -498,7 +551,7 @@ class Workset:
         for part in _chunks(list(ids)):
             for rid, ch, body, link in db.execute(
                     f"SELECT id, changed, body, link FROM rec_{side} WHERE id IN ({_marks(len(part))})", part):
-                out[rid] = (ch, _rec_load(rid, body), None if link is None else pickle.loads(link))
+                out[rid] = (ch, _rec_load(rid, body), None if link is None else _link_load(link))
         return out
 
     def _lookup(self, side: str, probes: Iterable[list[str]]) -> dict[tuple[int, str], list[str]]:
@@ -579,7 +632,7 @@ class Workset:
                     continue
                 chunk[rid] = _rec_load(rid, body)
                 if link is not None:
-                    links[rid] = pickle.loads(link)
+                    links[rid] = _link_load(link)
                 if len(chunk) == size:
                     yield chunk, links
                     chunk, links = {}, {}
@@ -597,7 +650,7 @@ class Workset:
         rows = []
         for group in pairs.values():
             cls = ",".join(sorted(f"{o.target}:{o.kind}" for o in group if o.kind in _WRITES))
-            rows.append((cls, _dump(group)))
+            rows.append((cls, _ops_dump(group)))
         db.executemany("INSERT INTO deferred (cls, ops) VALUES (?, ?)", rows)
 
 
