@@ -159,7 +159,7 @@ class DeskApi:
             if f.read_only or f.api_name == "id":
                 continue
             v = row.data.get(f.api_name)
-            if f.kind == "datetime" and isinstance(v, str):
+            if isinstance(v, str) and validate.kind_of(f) == "datetime":
                 v = timefmt.desk(v)
             out[f.api_name] = v
         if mod.api_name == "products":
