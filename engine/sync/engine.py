@@ -220,6 +220,10 @@ class Run:
         start = {s: self.calls(s) for s in ("left", "right")}
         mods = order_modules(self.integration, modules)
         states = [ModuleRun(self, m) for m in mods]
+        # the first module's first change pages are read while the deleted feeds are (one round trip
+        # less); nothing is planned before the deletes are
+        if states and not states[0].initial and self.retry is None:
+            states[0].start_reads()
         # deletes first across the run: the guard sees all of them before any is carried out
         for st in states:
             st.read_deletes()
@@ -260,6 +264,8 @@ class ModuleRun:
         self.error: Exception | None = None
         self.calls0 = {s: run.calls(s) for s in ("left", "right")}
         self.history: dict[str, RunRecord] = {}
+        self.first: dict[str, _FirstPage] = {}  # side -> its first change page, read early
+        self.started: dict[str, datetime] = {}  # side -> when that read started
 
     def api(self, side: str) -> str:
         return getattr(self.module, side)
@@ -321,6 +327,11 @@ class ModuleRun:
                 self.rep.status = "halted"
                 self.rep.message = self.r.report.message
             ex.execute(ops)
+            for side in ("left", "right"):  # a side the deletes wrote to is read again from its start
+                if side in self.first and not self.r.dry_run and \
+                        any(o.kind == "delete" and o.target == side for o in ops):
+                    self.first.pop(side).discard()
+                    self.started.pop(side, None)
             try:
                 self.sync_changes(ex)
             finally:
@@ -333,6 +344,9 @@ class ModuleRun:
             self.rep.message = f"{type(exc).__name__}: {exc}"
             log.warning("sync %s.%s stopped: %s", self.name, self.module.name, exc)
         finally:
+            for first in self.first.values():  # read early, never used (the module stopped before)
+                first.discard()
+            self.first.clear()
             for s in ("left", "right"):
                 self.rep.api_calls += self.r.calls(s) - self.calls0[s]
             if not self.r.dry_run:
@@ -340,12 +354,37 @@ class ModuleRun:
 
     ahead: "_ReadAhead | None" = None
 
-    def sync_changes(self, ex: "Executor") -> None:
+    def reads(self) -> tuple[bool, dict[str, datetime | None], dict[str, bool]]:
+        """(full read?, changed since per side, side not read)."""
         full = self.initial or self.r.full
         since = {s: (None if full or self.cursor[s] is None else _parse(self.cursor[s]) - OVERLAP)
                  for s in ("left", "right")}
+        # a side whose changes cannot flow anywhere (one-way modules) is read only in full runs, for
+        # matching: its echo of our own writes then costs no read either
+        skip = {side: self.r.retry is not None or (not full and not self.m.flows[side]) for side in ("left", "right")}
+        return full, since, skip
+
+    def start_reads(self) -> None:
+        """Start reading the first change page of each side now (while the deleted feeds are read)."""
+        _, since, skip = self.reads()
+        for side in ("left", "right"):
+            if not skip[side]:
+                self.started[side] = _now(self.r.clock)
+                self.first[side] = _FirstPage(self._list(side, since))
+
+    def _list(self, side: str, since: dict[str, datetime | None]) -> Iterable[list[Record]]:
+        return self.r.clients[side].list_changed(self.api(side), since[side], fields=self.m.fields(side),
+                                                 filter=self.r.filter_for(side, self.module, False))
+
+    def _pages(self, side: str, since: dict[str, datetime | None]) -> Iterable[list[Record]]:
+        first = self.first.pop(side, None)
+        return first.pages() if first is not None else self._list(side, since)
+
+    def sync_changes(self, ex: "Executor") -> None:
+        full, since, _ = self.reads()
         self.maxmod: dict[str, datetime | None] = {"left": None, "right": None}
-        self.read_start = {"left": _now(self.r.clock), "right": _now(self.r.clock)}
+        now = _now(self.r.clock)
+        self.read_start = {s: self.started.get(s, now) for s in ("left", "right")}
         deleted_ids = {s: {d.id for d in self.deleted[s]} for s in ("left", "right")}
         # what the run holds while it plans: in memory while small, in a temporary file beyond
         ws = self.ws = Workset(self.m, deleted=deleted_ids, initial=full, directory=_spill_dir(self.store))
@@ -356,9 +395,7 @@ class ModuleRun:
 
     def _sync_changes(self, ex: "Executor", ws: Workset, full: bool, since: dict[str, datetime | None]) -> None:
         n = 0
-        # a side whose changes cannot flow anywhere (one-way modules) is read only in full runs, for
-        # matching: its echo of our own writes then costs no read either
-        skip = {side: self.r.retry is not None or (not full and not self.m.flows[side]) for side in ("left", "right")}
+        skip = self.reads()[2]
         self.skipped_read = skip
         # initial/full runs sync records created within initial_sync.created_within, but read (and
         # index for matching) older ones too: a recent record is never created again beside an old twin
@@ -366,17 +403,14 @@ class ModuleRun:
         self.floor = floor
         # the left side is read ahead by a thread from now on: while the right side is read (up to
         # READ_AHEAD pages wait in memory until the right is indexed), then two pages ahead of planning
-        self.read_start["left"] = _now(self.r.clock)
-        self.ahead = None if skip["left"] else _ReadAhead(self.r.clients["left"].list_changed(
-            self.api("left"), since["left"], fields=self.m.fields("left"),
-            filter=self.r.filter_for("left", self.module, False)), limit=READ_AHEAD)
+        if "left" not in self.started:
+            self.read_start["left"] = _now(self.r.clock)
+        self.ahead = None if skip["left"] else _ReadAhead(self._pages("left", since), limit=READ_AHEAD)
         # the right side, in full (its changes since the cursor), with the links of its records;
         # linked records are indexed too: a new record matching one is ALREADY_LINKED, never a duplicate
         ws.begin_read("right")
         unlinked_right = False
-        for page in ([] if skip["right"] else self.r.clients["right"].list_changed(
-                self.api("right"), since["right"], fields=self.m.fields("right"),
-                filter=self.r.filter_for("right", self.module, False))):
+        for page in ([] if skip["right"] else self._pages("right", since)):
             recent: list[Record] = []
             older: list[Record] = []
             for rec in page:
@@ -664,6 +698,46 @@ class _ReadAhead:
             self._buf.clear()
             self._cv.notify_all()
         self._thread.join(timeout=10)
+
+
+class _FirstPage:
+    """The first page of ``pages`` read by a thread from now on; ``pages()`` yields it, then the rest
+    from the same iterator (page tokens carry on). ``discard()`` waits for the read and drops it."""
+
+    def __init__(self, pages: Iterable[list[Record]]):
+        self._it = iter(pages)
+        self._first: list[Record] | None = None
+        self._exc: BaseException | None = None
+        self._done = threading.Event()
+        threading.Thread(target=self._read, name="syncform-first-page", daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            self._first = next(self._it, None)
+        except BaseException as exc:  # raised in the consumer
+            self._exc = exc
+        finally:
+            self._done.set()
+
+    def pages(self) -> Iterator[list[Record]]:
+        self._done.wait()
+        if self._exc is not None:
+            raise self._exc
+        if self._first is None:
+            return
+        first, self._first = self._first, None
+        yield first
+        yield from self._it
+
+    def discard(self) -> None:
+        self._done.wait()
+        self._first = None
+        close = getattr(self._it, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                pass
 
 
 def _chain(*iterables):
