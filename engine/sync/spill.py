@@ -6,7 +6,7 @@ search), the left records it indexes for matching, their links (merge bases), th
 (normalised key -> ids), the ids already planned, claimed or found ambiguous, and the pairs whose
 writes to the left wait until the left side is read. All of these grow with N. ``Workset`` holds
 them: in memory (dicts, ``MatchIndex``, sets: exactly what the planner used before, so small and
-incremental runs pay nothing) until ``SPILL_AT`` records (or ten times as many ids) are held; then it
+incremental runs pay nothing) until ``SPILL_AT`` records and links (or ten times as many ids) are held; then it
 moves them to a temporary SQLite file and answers each page's questions with a few batched queries
 (``plan_input``), so the peak memory of a run stays flat in N.
 
@@ -40,7 +40,9 @@ from engine.sync.mapping import ModuleMapper, other
 from engine.sync.executor import BATCH
 from engine.sync.plan import MatchIndex, Op, PlanInput, probe_values
 
-SPILL_AT = int(os.environ.get("SYNCFORM_SPILL_AT", "20000"))  # records held in memory before spilling
+# records (and links, and held-back ops: each weighs about as much) held in memory before spilling:
+# ~60 MB; a 10k-per-side first sync (20k records and their ops) stays in memory
+SPILL_AT = int(os.environ.get("SYNCFORM_SPILL_AT", "30000"))
 IDS_PER_RECORD = 10  # ids of the planner's sets weigh about a tenth of a record
 CHUNK = 500  # ids per IN (...) query
 PREFIX = "syncform-spill-"
@@ -419,8 +421,8 @@ class Workset:
         """(records and ops held in memory, ids in the planner's sets)."""
         if self.db is not None:
             return 0, 0
-        recs = sum(len(self.index[s].records) if self.sealed[s] else len(self.changed[s]) + len(self.older[s])
-                   for s in ("left", "right"))
+        recs = sum((len(self.index[s].records) if self.sealed[s] else len(self.changed[s]) + len(self.older[s]))
+                   + len(self.links[s]) for s in ("left", "right"))
         ids = sum(len(g[s]) for g in (self.done, self.claimed, self.ambiguous) for s in ("left", "right"))
         return recs + len(self._deferred), ids
 
