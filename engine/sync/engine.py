@@ -5,7 +5,8 @@ Order of a run: for each enabled module, parents first —
 1. resolve the journal: write batches a killed run left pending (creates are looked up on the target
    by their keys before anything is created again);
 2. read the deleted feeds and plan deletes/unlinks (the run's ``max_deletes`` guard counts them all
-   before any is carried out);
+   before any is carried out); the first module's first change page of each side is read meanwhile
+   (read again from the start on a side the deletes then write to);
 3. read the right side's changes since its cursor (minus an overlap window), then stream the left
    side's pages, planning and executing each page against them; then the right's leftovers;
 4. commit links, failures and history as it goes; move the cursors only at the end, past what is
