@@ -31,6 +31,20 @@ def _direction(target: str) -> str:
     return "left-to-right" if target == "right" else "right-to-left"
 
 
+def _by_target_and_kind(ops: list[Op], *, writes_only: bool = False) -> dict[tuple[str, str], list[int]]:
+    """Positions of ``ops`` per (target, operation), in order: the write batches they make."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, o in enumerate(ops):
+        if writes_only and o.kind not in _WRITES:
+            continue
+        g = groups.get((o.target, o.kind))
+        if g is None:
+            groups[(o.target, o.kind)] = [i]
+        else:
+            g.append(i)
+    return groups
+
+
 class _Buffer:
     """Ops collected across pages and executed once enough writes make full batches (the floor counts
     ⌈writes/100⌉, not one partial batch per page). Bounded: ``limit`` writes at most."""
@@ -52,16 +66,8 @@ class _Buffer:
         partial batch (and the rest of its pairs) for later, so partial batches are sent once, at the end."""
         ops, self.ops, self.writes = self.ops, [], 0
         if whole_batches:
-            groups: dict[tuple[str, str], list[Op]] = {}
-            for o in ops:
-                if o.kind in _WRITES:
-                    key = (o.target, o.kind)
-                    g = groups.get(key)
-                    if g is None:
-                        groups[key] = [o]
-                    else:
-                        g.append(o)
-            kept = [o for g in groups.values() for o in g[len(g) - len(g) % BATCH:]]
+            groups = _by_target_and_kind(ops, writes_only=True)
+            kept = [ops[i] for g in groups.values() for i in g[len(g) - len(g) % BATCH:]]
             if kept:
                 keep = {id(o) for o in kept}
                 pairs = {o.pair for o in kept if o.pair}
@@ -239,14 +245,7 @@ class Executor:
         per op (in order), and the entries journalled."""
         if not writes:
             return [], [], []
-        groups: dict[tuple[str, str], list[int]] = {}
-        for i, op in enumerate(writes):
-            key = (op.target, op.kind)
-            g = groups.get(key)
-            if g is None:
-                groups[key] = [i]
-            else:
-                g.append(i)
+        groups = _by_target_and_kind(writes)
         batches: list[tuple[str, str, list[int], list[Op]]] = []
         for (target, kind), g in groups.items():
             for j in range(0, len(g), BATCH):
