@@ -21,8 +21,8 @@ from typing import Any
 from engine.apps.base import Record
 from engine.state.base import Link
 from engine.sync.mapping import (
-    ALREADY_LINKED, AMBIGUOUS_MATCH, CONFLICT_SKIPPED, MANDATORY_MISSING, PARENT_NOT_SYNCED, MapError,
-    ModuleMapper, other,
+    ALREADY_LINKED, AMBIGUOUS_MATCH, CONFLICT_SKIPPED, INVALID_VALUE, MANDATORY_MISSING, PARENT_NOT_SYNCED,
+    MapError, ModuleMapper, other,
 )
 from engine.sync.normalize import key_kind, key_normaliser
 
@@ -108,6 +108,18 @@ def probe_values(mapper: ModuleMapper, side: str, values: Mapping[str, Any]) -> 
     """Normalised match-key values of a record of ``side``, in the order of the module's keys."""
     get = values.get
     return [norm(get(name)) for name, norm in _probers(mapper, side)]
+
+
+def _unreadable_key(mapper: ModuleMapper, side: str, values: Mapping[str, Any]) -> str | None:
+    """The first match-key field holding a value no key can be read from (an object or a list where
+    the app sends text): such a record is not "without a key" but unreadable, and creating it could
+    duplicate the record it should have matched."""
+    get = values.get
+    for name, norm in _probers(mapper, side):
+        raw = get(name)
+        if isinstance(raw, (dict, list, tuple)) and raw and norm(raw) == "":
+            return name
+    return None
 
 
 # --- planning -----------------------------------------------------------------------------------------
@@ -234,6 +246,12 @@ def _plan_record(inp: PlanInput, side: str, rec: Record, done: dict[str, set[str
     # no match: create on the other side when the direction allows
     if not m.flows[side]:
         return []
+    if m.module.match and not cands:
+        bad = _unreadable_key(m, side, rec.values)
+        if bad is not None:
+            return [Op("fail", side, source_id=rec.id, code=INVALID_VALUE,
+                       message=f"match key {bad} came as {'an object' if isinstance(rec.values[bad], dict) else 'a list'}"
+                               f", not a value; not created, as it could duplicate the record it should match")]
     try:
         values = m.render_new(side, rec.values)
         missing = m.mandatory_missing(osd, values)

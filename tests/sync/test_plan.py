@@ -99,3 +99,14 @@ def test_a_create_writes_no_empty_value_and_its_base_is_what_it_writes():
     assert op.keys == (("Email", "ann@x.com"),)
     assert op.link.right_values == {"Last_Name": "Lee", "Email": "ann@x.com"}
     assert op.link.left_values == {**LBASE, "phone": None, "firstName": ""}
+
+
+def test_a_record_whose_match_key_came_as_an_object_is_failed_not_created_beside_its_twin():
+    m = mapper()
+    odd = rec("R9", {**RBASE, "Email": {"nested": {"deeper": 1}}})
+    (op,) = first_run(m, [], [odd])
+    assert (op.kind, op.target, op.code) == ("fail", "right", "INVALID_VALUE")
+    assert "match key Email came as an object" in op.message
+    # a key that is simply absent is no key: the record is created, as before
+    (op,) = first_run(m, [], [rec("R8", {**RBASE, "Email": None})])
+    assert (op.kind, op.target) == ("create", "left")
