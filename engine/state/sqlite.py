@@ -74,7 +74,9 @@ def _prepare_file(path: Path) -> None:
     """Create the directory (0700) and the empty database file (0600) before SQLite opens it."""
     parent = path.parent
     if not parent.exists():
-        parent.mkdir(parents=True, mode=0o700)
+        # exist_ok: another syncform process (a second apply, the sandbox's data directory) may create
+        # it between the check and here
+        parent.mkdir(parents=True, mode=0o700, exist_ok=True)
         os.chmod(parent, 0o700)  # mkdir's mode is filtered by the umask
     elif parent.name == ".syncform":
         try:
