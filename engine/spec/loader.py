@@ -202,28 +202,35 @@ def _scalars(value: Any, path: Path_) -> Any:
 _ENV = None
 
 
+def bounded_environment(**options: Any) -> Any:
+    """A Jinja2 sandbox with no internals (ImmutableSandboxedEnvironment) in which no template can build
+    a value of gigabytes (``*`` and ``**`` bounded): used for spec files and for field templates."""
+    from jinja2.exceptions import SecurityError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class _Env(ImmutableSandboxedEnvironment):
+        intercepted_binops = frozenset(["*", "**"])
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            if operator == "**" and isinstance(right, (int, float)) and abs(right) > 64:
+                raise SecurityError("exponent too large in a template")
+            if operator == "*":
+                for seq, n in ((left, right), (right, left)):
+                    if isinstance(seq, (str, list, tuple)) and isinstance(n, int) \
+                            and len(seq) * n > MAX_TEMPLATE_SEQ:
+                        raise SecurityError("a template may not build values this large")
+            return super().call_binop(context, operator, left, right)
+
+    return _Env(**options)
+
+
 def _environment() -> Any:
     global _ENV
     if _ENV is None:
         from jinja2 import StrictUndefined
-        from jinja2.exceptions import SecurityError
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-        class _Env(ImmutableSandboxedEnvironment):
-            intercepted_binops = frozenset(["*", "**"])
-
-            def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-                if operator == "**" and isinstance(right, (int, float)) and abs(right) > 64:
-                    raise SecurityError("exponent too large in a template")
-                if operator == "*":
-                    for seq, n in ((left, right), (right, left)):
-                        if isinstance(seq, (str, list, tuple)) and isinstance(n, int) \
-                                and len(seq) * n > MAX_TEMPLATE_SEQ:
-                            raise SecurityError("a template may not build values this large")
-                return super().call_binop(context, operator, left, right)
-
-        env = _Env(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False,
-                   trim_blocks=False, lstrip_blocks=False, loader=None)
+        env = bounded_environment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False,
+                                  trim_blocks=False, lstrip_blocks=False, loader=None)
         # Only harmless helpers: no lipsum/cycler/joiner (objects with reachable internals).
         env.globals = {"range": env.globals["range"], "dict": dict}
         _ENV = env

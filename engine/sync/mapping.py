@@ -760,25 +760,11 @@ class ModuleMapper:
 
 
 MAX_TEMPLATE_OUTPUT = 100_000  # characters a field template may produce for one record
-MAX_TEMPLATE_SEQ = 100_000  # longest string/list a field template may build with * or **
 
 
 def _bounded_environment() -> Any:
-    """The sandbox of field templates: no internals (ImmutableSandboxedEnvironment), and no value a
-    spec could blow up to gigabytes per record (``*``/``**`` bounded, like file-level templates)."""
-    from jinja2.exceptions import SecurityError
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    """The sandbox of field templates: the spec files' own (no internals, ``*``/``**`` bounded so no
+    value a spec could blow up to gigabytes per record)."""
+    from engine.spec.loader import bounded_environment
 
-    class _Env(ImmutableSandboxedEnvironment):
-        intercepted_binops = frozenset(["*", "**"])
-
-        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-            if operator == "**" and isinstance(right, (int, float)) and abs(right) > 64:
-                raise SecurityError("exponent too large in a template")
-            if operator == "*":
-                for seq, n in ((left, right), (right, left)):
-                    if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > MAX_TEMPLATE_SEQ:
-                        raise SecurityError("a template may not build values this large")
-            return super().call_binop(context, operator, left, right)
-
-    return _Env(autoescape=False)
+    return bounded_environment(autoescape=False)
