@@ -95,6 +95,23 @@ def _prepare_file(path: Path) -> None:
         pass
 
 
+def _wal(db: sqlite3.Connection) -> None:
+    """Switch a state file to WAL. A second syncform process creating the same new state at the same
+    moment holds the lock this needs, and SQLite answers 'database is locked' here without waiting for
+    the busy timeout: wait for it, up to that timeout, instead of failing the command."""
+    import time
+
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class SQLiteStore(SQLStore):
     """``StateStore`` on one SQLite file. Thread-safe: one connection guarded by a re-entrant lock."""
 
@@ -117,7 +134,7 @@ class SQLiteStore(SQLStore):
                                        timeout=BUSY_TIMEOUT_MS / 1000)
             self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             if not memory:
-                self._db.execute("PRAGMA journal_mode = WAL")
+                _wal(self._db)
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.execute("PRAGMA foreign_keys = ON")
         except sqlite3.DatabaseError as exc:
