@@ -258,8 +258,7 @@ def _plan_record(inp: PlanInput, side: str, rec: Record, done: dict[str, set[str
         if missing:
             raise MapError(MANDATORY_MISSING, f"mandatory field {missing} would be empty", missing)
     except MapError as exc:
-        kind = "skip" if exc.code == PARENT_NOT_SYNCED else "fail"
-        return [Op(kind, side, source_id=rec.id, code=exc.code, message=exc.message)]
+        return [_not_mapped(side, rec.id, exc)]
     src_base = m.snapshot(side, rec.values)
     tgt_base = dict(values)  # == m.snapshot(osd, values): every rendered field is one the target side reads
     if side == "left":
@@ -269,6 +268,12 @@ def _plan_record(inp: PlanInput, side: str, rec: Record, done: dict[str, set[str
     inp.claimed[side].add(rec.id)
     return [Op("create", osd, source_id=rec.id, values=values, keys=_key_values(m, osd, values, rec.values),
                link=new_link, pair=f"{side}:{rec.id}")]
+
+
+def _not_mapped(side: str, source_id: str | None, exc: MapError) -> Op:
+    """A record whose values cannot be mapped: skipped while its parent is not synced, else failed."""
+    return Op("skip" if exc.code == PARENT_NOT_SYNCED else "fail", side, source_id=source_id, code=exc.code,
+              message=exc.message)
 
 
 def _render_changed(m: ModuleMapper, src: str, now: Mapping[str, Any], changed: Iterable[str] | None,
@@ -359,14 +364,12 @@ def _merge(inp: PlanInput, lrec: Record | None, rrec: Record | None, link: Link 
         if lrec is not None:
             _render_changed(m, "left", lnow, lonly, first, want_r)
     except MapError as exc:
-        return [Op("skip" if exc.code == PARENT_NOT_SYNCED else "fail", "left", source_id=lid, code=exc.code,
-                   message=exc.message)]
+        return [_not_mapped("left", lid, exc)]
     try:
         if rrec is not None:
             _render_changed(m, "right", rnow, ronly, first, want_l)
     except MapError as exc:
-        return [Op("skip" if exc.code == PARENT_NOT_SYNCED else "fail", "right", source_id=rid, code=exc.code,
-                   message=exc.message)]
+        return [_not_mapped("right", rid, exc)]
     # conflicts: a target field whose own value changed too (both sides changed the same field map)
     conflicts: list[tuple[str, str]] = []  # (target side, target field)
     wl = _writes(m, "left", want_l, lnow, lch, first, conflicts)
