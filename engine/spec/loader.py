@@ -33,30 +33,51 @@ Path_ = tuple[Any, ...]
 
 @dataclass(eq=False, slots=True)
 class Document:
-    """One YAML document of a spec file: its plain value and the marks of every node in it."""
+    """One YAML document of a spec file: its plain value and where every node of it was written.
+
+    Positions are kept as the parser's own marks (no allocation per node) and become ``Mark`` values
+    (file, 1-based line and column, mapped back through a template's rendering) only when asked for.
+    """
 
     file: str
     index: int  # 0-based position of the document in its file
     value: Any
     mark: Mark  # where the document starts
-    marks: dict[Path_, Mark] = field(default_factory=dict)  # path -> mark of the value node
-    key_marks: dict[Path_, Mark] = field(default_factory=dict)  # path of a mapping entry -> mark of its key
+    positions: dict[Path_, Any] = field(default_factory=dict)  # path -> parser mark of the value node
+    key_positions: dict[Path_, Any] = field(default_factory=dict)  # path of a mapping entry -> of its key
     templated: bool = False
+    columns: "ColumnMap | None" = None
+
+    def _mark(self, pos: Any) -> Mark:
+        return _to_mark(self.file, pos, self.columns)
+
+    @property
+    def marks(self) -> dict[Path_, Mark]:
+        """path -> mark of the value node (every node; built on each call)."""
+        return {p: self._mark(m) for p, m in self.positions.items()}
+
+    @property
+    def key_marks(self) -> dict[Path_, Mark]:
+        """path of a mapping entry -> mark of its key (built on each call)."""
+        return {p: self._mark(m) for p, m in self.key_positions.items()}
 
     def at(self, path: Path_) -> Mark:
         """The mark of the value at ``path``, else of its nearest ancestor that has one."""
         path = tuple(path)
+        positions = self.positions
         while path:
-            m = self.marks.get(path)
+            m = positions.get(path)
             if m is not None:
-                return m
+                return self._mark(m)
             path = path[:-1]
-        return self.marks.get((), self.mark)
+        m = positions.get(())
+        return self.mark if m is None else self._mark(m)
 
     def key_at(self, path: Path_) -> Mark:
         """The mark of the key of the mapping entry at ``path`` (falls back to its value)."""
         path = tuple(path)
-        return self.key_marks.get(path) or self.at(path)
+        m = self.key_positions.get(path)
+        return self._mark(m) if m is not None else self.at(path)
 
     def get(self, path: Path_, default: Any = None) -> Any:
         cur = self.value
@@ -66,6 +87,14 @@ class Document:
             except (KeyError, IndexError, TypeError):
                 return default
         return cur
+
+
+def _to_mark(file: str, pos: Any, columns: "ColumnMap | None") -> Mark:
+    """A ``Mark`` from a parser mark (0-based line and column of the rendered text)."""
+    line, col = pos.line + 1, pos.column + 1
+    if columns is not None:
+        col = columns(line, col)
+    return Mark(file, line, col)
 
 
 def _diag(file: str, line: int, col: int, message: str, code: str) -> Diagnostic:
@@ -174,7 +203,7 @@ def uses_template(text: str) -> bool:
         for path, value in _scalars(doc.value, ()):
             if isinstance(value, str) and any(m in value for m in _MARKERS) and path[-1:] != ("template",):
                 return True
-        for path in doc.key_marks:
+        for path in doc.key_positions:
             if isinstance(path[-1], str) and any(m in path[-1] for m in _MARKERS):
                 return True
     return False
@@ -343,27 +372,37 @@ _NOKEY = object()
 
 
 class _Frame:
-    __slots__ = ("is_map", "value", "path", "key", "count", "anchor", "merges", "merge_next")
+    __slots__ = ("is_map", "value", "path", "key", "kpath", "count", "anchor", "merges", "merge_next")
 
     def __init__(self, is_map: bool, path: Path_, anchor: str | None) -> None:
         self.is_map = is_map
         self.value: Any = {} if is_map else []
         self.path = path
         self.key: Any = _NOKEY  # mapping: the key waiting for its value
+        self.kpath: Path_ = path  # mapping: the path of that key's entry
         self.count = 1  # nodes in this subtree (for alias accounting)
         self.anchor = anchor
-        self.merges: list[tuple[Any, Mark]] = []
+        self.merges: list[tuple[Any, Any]] = []  # (value, parser mark) of each ``<<`` entry
         self.merge_next = False
 
 
-class _Builder:
+# Plain (unquoted, untagged) scalars resolve to the same value every time they are written: the
+# resolution by PyYAML's regular expressions is remembered per text (bounded).
+_PLAIN: dict[str, Any] = {}
+_PLAIN_MAX = 50_000
+
+
+class _Composer:
     """Builds plain values from a YAML event stream, iteratively (no recursion, so no depth limit of
-    Python's stack), recording the mark of every node by path.
+    Python's stack), recording the position of every node by path.
 
     Aliases are not expanded: the anchored value is shared, and the number of nodes it stands for is
     added to a budget (MAX_ALIAS_NODES), which stops alias bombs before anything downstream walks
     them. Keys are taken as written (``on:`` is the key "on", not true); duplicate keys are errors;
     tags outside YAML's core schema (``!!python/...``) are refused; merge keys (``<<``) are honoured.
+
+    Positions are the parser's own mark objects, kept as they come (``Document`` turns one into a
+    ``Mark`` when a diagnostic or the model asks for it): a node costs a dict entry, not an object.
     """
 
     def __init__(self, file: str, columns: "ColumnMap | None" = None) -> None:
@@ -374,37 +413,35 @@ class _Builder:
         self.file = file
         self.resolver = yaml.resolver.Resolver()
         self.constructor = yaml.constructor.SafeConstructor()
-        self.marks: dict[Path_, Mark] = {}
-        self.key_marks: dict[Path_, Mark] = {}
+        self.positions: dict[Path_, Any] = {}
+        self.key_positions: dict[Path_, Any] = {}
         self.anchors: dict[str, tuple[Any, int]] = {}
         self.open_anchors: set[str] = set()
         self.alias_nodes = 0
-        self.stack: list[_Frame] = []
         self.root: Any = None
 
-    def mark(self, ev: Any) -> Mark:
-        m = ev.start_mark
-        col = m.column + 1
-        if self.columns is not None:
-            col = self.columns(m.line + 1, col)
-        return Mark(self.file, m.line + 1, col)
-
-    def _child_path(self) -> Path_:
-        f = self.stack[-1]
-        if f.is_map:
-            return f.path + (f.key,)
-        return f.path + (len(f.value),)
-
-    def _expecting_key(self) -> bool:
-        return bool(self.stack) and self.stack[-1].is_map and self.stack[-1].key is _NOKEY
+    def mark(self, pos: Any) -> Mark:
+        return _to_mark(self.file, pos, self.columns)
 
     def _scalar(self, ev: Any) -> Any:
         tag = ev.tag
         if tag is None or tag == "!":
+            if ev.implicit[0]:
+                try:
+                    return _PLAIN[ev.value]
+                except KeyError:
+                    value = self._resolved(ev, self.resolver.resolve(self.yaml.ScalarNode, ev.value, ev.implicit))
+                    if len(_PLAIN) >= _PLAIN_MAX:
+                        _PLAIN.clear()
+                    _PLAIN[ev.value] = value
+                    return value
             tag = self.resolver.resolve(self.yaml.ScalarNode, ev.value, ev.implicit)
         elif tag not in _CORE_TAGS:
-            raise _YamlError(self.mark(ev), f"the YAML tag {tag.replace('tag:yaml.org,2002:', '!!')} is not "
-                             "allowed in specs", "yaml-tag")
+            raise _YamlError(self.mark(ev.start_mark), f"the YAML tag {tag.replace('tag:yaml.org,2002:', '!!')} is "
+                             "not allowed in specs", "yaml-tag")
+        return self._resolved(ev, tag)
+
+    def _resolved(self, ev: Any, tag: str) -> Any:
         if tag in (_INT, _FLOAT, _BOOL):
             node = self.yaml.ScalarNode(tag, ev.value)
             try:
@@ -413,115 +450,146 @@ class _Builder:
                 if tag == _FLOAT:
                     return self.constructor.construct_yaml_float(node)
                 return self.constructor.construct_yaml_bool(node)
-            except (ValueError, KeyError, OverflowError):
+            except (ValueError, KeyError, IndexError, OverflowError):  # `!!int ""` has no digit to read
                 return ev.value
         if tag == _NULL:
             return None
         return ev.value
 
-    def _add(self, value: Any, count: int, mark: Mark, key_text: str | None) -> None:
-        """Attach a finished node (its mark already recorded unless it is a key) to its parent."""
-        if not self.stack:
-            self.root = value
+    def _key(self, f: _Frame, key_text: str | None, pos: Any) -> None:
+        """The key of ``f``'s next entry (``None``: the node cannot be a key)."""
+        f.count += 1
+        if key_text is None:
+            raise _YamlError(self.mark(pos), "a key must be a plain name, not a list, mapping or alias", "complex-key")
+        if key_text == "<<":
+            f.key = "<<"
+            f.kpath = f.path + ("<<",)
+            f.merge_next = True
             return
-        f = self.stack[-1]
-        f.count += count
-        if f.is_map and f.key is _NOKEY:
-            if key_text is None:
-                raise _YamlError(mark, "a key must be a plain name, not a list, mapping or alias", "complex-key")
-            if key_text == "<<":
-                f.key = "<<"
-                f.merge_next = True
-                return
-            if key_text in f.value:
-                first = self.key_marks.get(f.path + (key_text,))
-                where = f" (first at line {first.line})" if first else ""
-                raise _YamlError(mark, f'duplicate key "{key_text}"{where}', "duplicate-key")
-            f.key = key_text
-            self.key_marks[f.path + (key_text,)] = mark
-            return
-        if f.is_map:
-            if f.merge_next:
-                f.merges.append((value, mark))
-                f.merge_next = False
-            else:
-                f.value[f.key] = value
-            f.key = _NOKEY
-        else:
-            f.value.append(value)
+        kpath = f.path + (key_text,)
+        if key_text in f.value:
+            first = self.key_positions.get(kpath)
+            where = f" (first at line {self.mark(first).line})" if first is not None else ""
+            raise _YamlError(self.mark(pos), f'duplicate key "{key_text}"{where}', "duplicate-key")
+        f.key = key_text
+        f.kpath = kpath
+        self.key_positions[kpath] = pos
 
-    def _start(self, ev: Any, is_map: bool) -> None:
-        mark = self.mark(ev)
-        if self._expecting_key():
-            raise _YamlError(mark, "a key must be a plain name, not a list or mapping", "complex-key")
-        if len(self.stack) >= MAX_DEPTH:
-            raise _YamlError(mark, f"nesting deeper than {MAX_DEPTH} levels", "too-deep")
-        if ev.tag not in (None, "!") and ev.tag not in _CORE_TAGS:
-            raise _YamlError(mark, f"the YAML tag {ev.tag.replace('tag:yaml.org,2002:', '!!')} is not allowed "
-                             "in specs", "yaml-tag")
-        path = self._child_path() if self.stack else ()
-        self.marks[path] = mark
-        if ev.anchor:
-            self.open_anchors.add(ev.anchor)
-        self.stack.append(_Frame(is_map, path, ev.anchor))
-
-    def _end(self) -> None:
-        f = self.stack.pop()
-        if f.is_map and f.merges:
-            for src, mark in f.merges:
-                sources = src if isinstance(src, list) else [src]
-                for m in sources:
-                    if not isinstance(m, dict):
-                        raise _YamlError(mark, "a merge key (<<) takes a mapping or a list of mappings",
-                                         "bad-merge")
-                    for k, v in m.items():
-                        f.value.setdefault(k, v)
-        if f.anchor:
-            self.open_anchors.discard(f.anchor)
-            self.anchors[f.anchor] = (f.value, f.count)
-        self._add(f.value, f.count, self.marks[f.path], None)
-
-    def event(self, ev: Any) -> None:
+    def document(self, next_event: Any) -> None:
+        """Consume the events of one document, up to and including its DocumentEndEvent."""
         y = self.yaml
-        if isinstance(ev, y.ScalarEvent):
-            mark = self.mark(ev)
-            if self._expecting_key():
-                if ev.tag not in (None, "!") and ev.tag not in _CORE_TAGS:
-                    raise _YamlError(mark, f"the YAML tag {ev.tag} is not allowed in specs", "yaml-tag")
-                key = ev.value if (ev.value or ev.style) else "null"
+        scalar_ev, alias_ev, map_ev, seq_ev = y.ScalarEvent, y.AliasEvent, y.MappingStartEvent, y.SequenceStartEvent
+        end_evs = (y.MappingEndEvent, y.SequenceEndEvent)
+        doc_end = y.DocumentEndEvent
+        positions, anchors = self.positions, self.anchors
+        nokey, core_tags = _NOKEY, _CORE_TAGS
+        stack: list[_Frame] = []
+        f: _Frame | None = None  # the innermost open mapping or sequence
+        while True:
+            ev = next_event()
+            cls = ev.__class__
+            if cls is scalar_ev:
+                pos = ev.start_mark
+                if f is not None and f.is_map and f.key is nokey:  # a key
+                    if ev.tag is not None and ev.tag != "!" and ev.tag not in core_tags:
+                        raise _YamlError(self.mark(pos), f"the YAML tag {ev.tag} is not allowed in specs", "yaml-tag")
+                    text = ev.value
+                    if ev.anchor:
+                        anchors[ev.anchor] = (text, 1)
+                    self._key(f, text if (text or ev.style) else "null", pos)
+                    continue
+                value = self._scalar(ev)
                 if ev.anchor:
-                    self.anchors[ev.anchor] = (ev.value, 1)
-                self._add(None, 1, mark, key)
+                    anchors[ev.anchor] = (value, 1)
+                count = 1
+            elif cls is map_ev or cls is seq_ev:
+                pos = ev.start_mark
+                if f is not None and f.is_map and f.key is nokey:
+                    raise _YamlError(self.mark(pos), "a key must be a plain name, not a list or mapping", "complex-key")
+                if len(stack) >= MAX_DEPTH:
+                    raise _YamlError(self.mark(pos), f"nesting deeper than {MAX_DEPTH} levels", "too-deep")
+                if ev.tag is not None and ev.tag != "!" and ev.tag not in core_tags:
+                    raise _YamlError(self.mark(pos), f"the YAML tag {ev.tag.replace('tag:yaml.org,2002:', '!!')} is "
+                                     "not allowed in specs", "yaml-tag")
+                if f is None:
+                    path: Path_ = ()
+                elif f.is_map:
+                    path = f.kpath
+                else:
+                    path = f.path + (len(f.value),)
+                positions[path] = pos
+                if ev.anchor:
+                    self.open_anchors.add(ev.anchor)
+                f = _Frame(cls is map_ev, path, ev.anchor)
+                stack.append(f)
+                continue
+            elif cls in end_evs:
+                done = stack.pop()
+                if done.merges:
+                    for src, mpos in done.merges:
+                        for m in (src if isinstance(src, list) else [src]):
+                            if not isinstance(m, dict):
+                                raise _YamlError(self.mark(mpos), "a merge key (<<) takes a mapping or a list of "
+                                                 "mappings", "bad-merge")
+                            for k, v in m.items():
+                                done.value.setdefault(k, v)
+                if done.anchor:
+                    self.open_anchors.discard(done.anchor)
+                    anchors[done.anchor] = (done.value, done.count)
+                f = stack[-1] if stack else None
+                value, count = done.value, done.count
+                if f is None:
+                    self.root = value
+                    continue
+                # the container's own position was recorded when it started
+                f.count += count
+                if f.is_map:
+                    if f.merge_next:
+                        f.merges.append((value, positions[done.path]))
+                        f.merge_next = False
+                    else:
+                        f.value[f.key] = value
+                    f.key = nokey
+                else:
+                    f.value.append(value)
+                continue
+            elif cls is alias_ev:
+                pos = ev.start_mark
+                if ev.anchor in self.open_anchors:
+                    raise _YamlError(self.mark(pos), "an alias refers to the node that contains it (a recursive "
+                                     "alias)", "recursive-alias")
+                if ev.anchor not in anchors:
+                    raise _YamlError(self.mark(pos), f'unknown alias "*{ev.anchor}": define &{ev.anchor} before '
+                                     "using it", "unknown-alias")
+                value, count = anchors[ev.anchor]
+                self.alias_nodes += count
+                if self.alias_nodes > MAX_ALIAS_NODES:
+                    raise _YamlError(self.mark(pos), f"aliases expand to more than {MAX_ALIAS_NODES:,} nodes (an "
+                                     "alias bomb?): write the values out", "alias-bomb")
+                if f is not None and f.is_map and f.key is nokey:
+                    self._key(f, value if isinstance(value, str) else None, pos)
+                    continue
+            elif cls is doc_end:
                 return
-            value = self._scalar(ev)
-            self.marks[self._child_path() if self.stack else ()] = mark
-            if ev.anchor:
-                self.anchors[ev.anchor] = (value, 1)
-            self._add(value, 1, mark, None)
-        elif isinstance(ev, y.AliasEvent):
-            mark = self.mark(ev)
-            if ev.anchor in self.open_anchors:
-                raise _YamlError(mark, "an alias refers to the node that contains it (a recursive alias)",
-                                 "recursive-alias")
-            if ev.anchor not in self.anchors:
-                raise _YamlError(mark, f'unknown alias "*{ev.anchor}": define &{ev.anchor} before using it',
-                                 "unknown-alias")
-            value, count = self.anchors[ev.anchor]
-            self.alias_nodes += count
-            if self.alias_nodes > MAX_ALIAS_NODES:
-                raise _YamlError(mark, f"aliases expand to more than {MAX_ALIAS_NODES:,} nodes (an alias "
-                                 "bomb?): write the values out", "alias-bomb")
-            if self._expecting_key():
-                self._add(None, 1, mark, value if isinstance(value, str) else None)
-                return
-            self.marks[self._child_path() if self.stack else ()] = mark
-            self._add(value, count, mark, None)
-        elif isinstance(ev, y.MappingStartEvent):
-            self._start(ev, True)
-        elif isinstance(ev, y.SequenceStartEvent):
-            self._start(ev, False)
-        elif isinstance(ev, (y.MappingEndEvent, y.SequenceEndEvent)):
-            self._end()
+            else:
+                continue
+            # a finished scalar or alias value: record where it is and attach it to its parent
+            if f is None:
+                positions[()] = pos
+                self.root = value
+            elif f.is_map:
+                positions[f.kpath] = pos
+                f.count += count
+                if f.merge_next:
+                    f.merges.append((value, pos))
+                    f.merge_next = False
+                else:
+                    f.value[f.key] = value
+                f.key = nokey
+            else:
+                positions[f.path + (len(f.value),)] = pos
+                f.count += count
+                f.value.append(value)
 
 
 def _ord(c: Any) -> int:
@@ -597,7 +665,7 @@ def compose_documents(text: str, file: str, columns: ColumnMap | None = None
                       ) -> tuple[list[Document], list[Diagnostic]]:
     """Every document of ``text`` as plain values with marks; YAML errors become Diagnostics.
 
-    Safe loading only: values are built from the parser's events by ``_Builder`` (never by a
+    Safe loading only: values are built from the parser's events by ``_Composer`` (never by a
     constructor that could instantiate objects), within the bounds on depth and alias expansion.
     """
     import yaml
@@ -610,12 +678,12 @@ def compose_documents(text: str, file: str, columns: ColumnMap | None = None
         index = 0
         while not parser.check_event(yaml.StreamEndEvent):
             start = parser.get_event()  # DocumentStartEvent
-            b = _Builder(file, columns)
-            while not parser.check_event(yaml.DocumentEndEvent):
-                b.event(parser.get_event())
-            parser.get_event()
-            docs.append(Document(file=file, index=index, value=b.root, mark=b.marks.get((), b.mark(start)),
-                                 marks=b.marks, key_marks=b.key_marks))
+            c = _Composer(file, columns)
+            c.document(parser.get_event)
+            root = c.positions.get(())
+            docs.append(Document(file=file, index=index, value=c.root,
+                                 mark=c.mark(start.start_mark if root is None else root),
+                                 positions=c.positions, key_positions=c.key_positions, columns=columns))
             index += 1
     except _YamlError as exc:
         return docs, [_diag(exc.mark.file, exc.mark.line, exc.mark.col, exc.message, exc.code)]

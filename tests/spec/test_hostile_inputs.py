@@ -33,6 +33,10 @@ CASES = {
     "python-tag": (b"x: !!python/object/apply:os.system ['touch owned']\n",
                    "spec.yaml:1:4: error: the YAML tag !!python/object/apply:os.system is not allowed"),
     "nul-byte": (b"x: 1\n\x00\n", "spec.yaml:2:1: error: the file contains a NUL byte"),
+    # an explicit !!int with nothing to read was an IndexError (a traceback) before
+    "empty-int-tag": (b"apiVersion: syncform/v1\nkind: Connection\nmetadata: {name: a}\n"
+                      b"spec: {app: bigin, max_concurrency: !!int }\n",
+                      "spec.yaml:4:37: error: max_concurrency must be a whole number (got a string)"),
 }
 
 
