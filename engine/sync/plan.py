@@ -67,11 +67,13 @@ class MatchIndex:
         self._norm = tuple((name, key_normaliser(kind), idx) for (name, kind), idx in zip(self.keys, self._idx))
         self.records: dict[str, Record] = {}
 
-    def add(self, rec: Record) -> None:
+    def add(self, rec: Record, stored: Any = None) -> None:
+        """Index ``rec`` (the first record added under an id stays); ``stored``: what ``records`` keeps
+        for it instead of the record itself (the working set's compact form)."""
         rid = rec.id
         if rid in self.records:
             return
-        self.records[rid] = rec
+        self.records[rid] = rec if stored is None else stored
         get = rec.values.get
         for name, norm, idx in self._norm:
             v = norm(get(name))

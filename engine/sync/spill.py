@@ -24,6 +24,7 @@ pickled: they are written and read back by this process only, inside that privat
 from __future__ import annotations
 
 import dataclasses
+import marshal
 import os
 import pickle
 import shutil
@@ -44,6 +45,12 @@ from engine.sync.plan import MatchIndex, Op, PlanInput, probe_values
 # ~60 MB; a 10k-per-side first sync (20k records and their ops) stays in memory
 SPILL_AT = int(os.environ.get("SYNCFORM_SPILL_AT", "30000"))
 IDS_PER_RECORD = 10  # ids of the planner's sets weigh about a tenth of a record
+# Past SPILL_AT, records and links are first held in a compact form (``_Packer``: ~350 B for a record
+# of ~1 KB as a dict), up to COMPACT_FACTOR times as many units before the file is used: a 100k-per-side
+# first sync stays in memory (~200 MB at most), beyond that memory stays flat as before.
+COMPACT_FACTOR = int(os.environ.get("SYNCFORM_COMPACT_FACTOR", "16"))
+OP_UNITS = 4  # an op held back (not packed) weighs about four packed records
+IDS_PER_UNIT = 4  # a packed record weighs about four ids
 CHUNK = 500  # ids per IN (...) query
 PREFIX = "syncform-spill-"
 _SETS = ("done", "claimed", "ambiguous")
@@ -96,6 +103,88 @@ def _link_dump(link: Link) -> bytes:
 
 def _link_load(blob: bytes) -> Link:
     return _link_of(pickle.loads(blob))  # type: ignore[return-value]
+
+
+class _Packer:
+    """Records and links as compact bytes (``marshal`` of their values in the order of their keys, the
+    key tuples kept once per shape; times as integer microseconds) and back, exactly. Anything that
+    does not pack (a value ``marshal`` cannot write, a time not in UTC) is kept as the object itself."""
+
+    def __init__(self) -> None:
+        self.shapes: dict[tuple[str, ...], int] = {}
+        self.keys: list[tuple[str, ...]] = []
+
+    def _shape(self, values: Mapping[str, Any]) -> int:
+        ks = tuple(values)
+        n = self.shapes.get(ks)
+        if n is None:
+            n = self.shapes[ks] = len(self.keys)
+            self.keys.append(ks)
+        return n
+
+    def record(self, rec: Record) -> Any:
+        mod, cr = rec.modified, rec.created
+        if mod.__class__ is not datetime or mod.tzinfo is not timezone.utc or \
+                (cr is not None and (cr.__class__ is not datetime or cr.tzinfo is not timezone.utc)):
+            return rec
+        values = rec.values
+        try:
+            return marshal.dumps((self._shape(values), tuple(values.values()), (mod - _EPOCH) // _US,
+                                  None if cr is None else (cr - _EPOCH) // _US))
+        except (ValueError, TypeError):
+            return rec
+
+    def load_record(self, rid: str, blob: Any) -> Record:
+        if blob.__class__ is not bytes:
+            return blob
+        shape, vals, mod, cr = marshal.loads(blob)
+        return Record(rid, dict(zip(self.keys[shape], vals)), _EPOCH + timedelta(microseconds=mod),
+                      None if cr is None else _EPOCH + timedelta(microseconds=cr))
+
+    def link(self, link: Link) -> Any:
+        at = link.synced_at
+        if at is not None and (at.__class__ is not datetime or at.tzinfo is not timezone.utc):
+            return link
+        lv, rv = link.left_values, link.right_values
+        try:
+            return marshal.dumps((link.left_id, link.right_id, self._shape(lv), tuple(lv.values()), self._shape(rv),
+                                  tuple(rv.values()), link.left_hash, link.right_hash,
+                                  None if at is None else (at - _EPOCH) // _US))
+        except (ValueError, TypeError, AttributeError):
+            return link
+
+    def load_link(self, rid: str, blob: Any) -> Link:
+        if blob.__class__ is not bytes:
+            return blob
+        lid, rid_, ls, lv, rs, rv, lh, rh, at = marshal.loads(blob)
+        keys = self.keys
+        return Link(lid, rid_, dict(zip(keys[ls], lv)), dict(zip(keys[rs], rv)), lh, rh,
+                    None if at is None else _EPOCH + timedelta(microseconds=at))
+
+
+class _Packed(dict):  # type: ignore[type-arg]
+    """A dict of id -> packed record or link that hands out the objects (unpacked on each access)."""
+
+    __slots__ = ("load",)
+
+    def __init__(self, load: Any) -> None:
+        super().__init__()
+        self.load = load
+
+    def get(self, rid: Any, default: Any = None) -> Any:
+        v = dict.get(self, rid)
+        return default if v is None else self.load(rid, v)
+
+    def __getitem__(self, rid: Any) -> Any:
+        return self.load(rid, dict.__getitem__(self, rid))
+
+    def values(self) -> list[Any]:  # type: ignore[override]
+        load = self.load
+        return [load(k, v) for k, v in dict.items(self)]
+
+    def items(self) -> list[tuple[Any, Any]]:  # type: ignore[override]
+        load = self.load
+        return [(k, load(k, v)) for k, v in dict.items(self)]
 
 
 _OP_FIELDS = tuple(f.name for f in dataclasses.fields(Op))
@@ -241,6 +330,7 @@ class Workset:
         self.claimed: dict[str, Any] = {"left": set(), "right": set()}
         self.ambiguous: dict[str, Any] = {"left": set(), "right": set()}
         self._deferred: list[Op] = []
+        self.packer: _Packer | None = None  # set once past spill_at: records and links held packed
         # on disk
         self.db: sqlite3.Connection | None = None
         self.path: Path | None = None
@@ -263,6 +353,11 @@ class Workset:
         recs = list(recs)
         if self.db is not None:
             self._disk_add(side, recs, links, changed)
+            return
+        pk = self.packer
+        if pk is not None:
+            self._packed_add(pk, side, recs, links, changed)
+            self._check()
             return
         if links:
             self.links[side].update(links)
@@ -297,6 +392,13 @@ class Workset:
         self.sealed[side] = True
         if self.db is None:
             add = self.index[side].add
+            if self.packer is not None:
+                load = self.packer.load_record
+                for held in (self.changed[side], self.older[side]):
+                    for rid, blob in dict.items(held):
+                        add(load(rid, blob), blob)
+                self.older[side] = _Packed(load)
+                return
             for rec in self.changed[side].values():
                 add(rec)
             for rec in self.older[side].values():
@@ -330,19 +432,20 @@ class Workset:
         """The changed records of ``side`` not planned yet, in chunks of ``size`` (read order), with
         their links. Chunks are cut as the planner goes (the planner marks only a chunk's own ids)."""
         if self.db is None:
-            rest = [rec for rid, rec in self.changed[side].items() if rid not in self.done[side]]
+            changed, done = self.changed[side], self.done[side]
+            rest = [rid for rid in changed if rid not in done]
             links = self.links[side]  # kept by this reference should the set spill meanwhile
             for i in range(0, len(rest), size):
-                yield {r.id: r for r in rest[i:i + size]}, links
+                yield {rid: changed[rid] for rid in rest[i:i + size]}, links
             return
         yield from self._disk_leftovers(side, size)
 
     def unlinked_leftovers(self, side: str, limit: int) -> tuple[int, list[Record]]:
         """How many changed, unplanned records of ``side`` have no link; the records when ≤ ``limit``."""
         if self.db is None:
-            rest = [rec for rid, rec in self.changed[side].items()
-                    if rid not in self.done[side] and rid not in self.links[side]]
-            return len(rest), rest if len(rest) <= limit else []
+            changed, done, links = self.changed[side], self.done[side], self.links[side]
+            rest = [rid for rid in changed if rid not in done and rid not in links]
+            return len(rest), [changed[rid] for rid in rest] if len(rest) <= limit else []
         done = self.done[side]
         done.flush()
         n = self.db.execute(f"SELECT COUNT(*) FROM rec_{side} r WHERE changed = 1 AND link IS NULL AND NOT EXISTS "
@@ -409,6 +512,7 @@ class Workset:
         self.changed = {"left": {}, "right": {}}
         self.index = {"left": MatchIndex(self.m, "left"), "right": MatchIndex(self.m, "right")}
         self._deferred = []
+        self.packer = None
 
     def __enter__(self) -> "Workset":
         return self
@@ -428,8 +532,62 @@ class Workset:
 
     def _check(self) -> None:
         recs, ids = self.held()
-        if recs > self.spill_at or ids > self.spill_at * IDS_PER_RECORD:
+        if self.packer is None:
+            if recs <= self.spill_at and ids <= self.spill_at * IDS_PER_RECORD:
+                return
+            if self.spill_at <= 0 or COMPACT_FACTOR <= 1:
+                self.spill()
+                return
+            self._pack_all()
+        d = len(self._deferred)
+        if recs + d * (OP_UNITS - 1) + ids // IDS_PER_UNIT > self.spill_at * COMPACT_FACTOR:
             self.spill()
+
+    # -- in memory, packed ---------------------------------------------------------------------------
+    def _pack_all(self) -> None:
+        """Hold the records and links packed from now on (each record packed once: the index and the
+        changed records share it)."""
+        pk = self.packer = _Packer()
+        for side in ("left", "right"):
+            idx = self.index[side]
+            packed: dict[int, Any] = {}
+            recs = _Packed(pk.load_record)
+            for rid, rec in idx.records.items():
+                blob = packed[id(rec)] = pk.record(rec)
+                dict.__setitem__(recs, rid, blob)
+            idx.records = recs
+            for name in ("changed", "older"):
+                held = getattr(self, name)
+                into = _Packed(pk.load_record)
+                for rid, rec in held[side].items():
+                    blob = packed.get(id(rec))
+                    dict.__setitem__(into, rid, blob if blob is not None else pk.record(rec))
+                held[side] = into
+            links = _Packed(pk.load_link)
+            for rid, link in self.links[side].items():
+                dict.__setitem__(links, rid, pk.link(link))
+            self.links[side] = links
+
+    def _packed_add(self, pk: _Packer, side: str, recs: list[Record], links: Mapping[str, Link] | None,
+                    changed: bool) -> None:
+        if links:
+            held = self.links[side]
+            pack_link = pk.link
+            for rid, link in links.items():
+                dict.__setitem__(held, rid, pack_link(link))
+        pack = pk.record
+        if not self.sealed[side]:
+            into = self.changed[side] if changed else self.older[side]
+            for rec in recs:
+                dict.__setitem__(into, rec.id, pack(rec))
+            return
+        add = self.index[side].add
+        into = self.changed[side]
+        for rec in recs:
+            blob = pack(rec)
+            if changed:
+                dict.__setitem__(into, rec.id, blob)
+            add(rec, blob)
 
     def spill(self) -> None:
         """Move everything to the spill file (from now on memory stays flat)."""
@@ -440,22 +598,23 @@ class Workset:
             changed, older, idx, links = self.changed[side], self.older[side], self.index[side], self.links[side]
             sealed = self.sealed[side]
             self.sealed[side] = False  # rows are written as read: last one wins, as above
+            # records are unpacked a chunk at a time (all at once would be the peak of the run)
             if sealed:
                 # the index's records, in order (the changed ones are among them)
-                recs = list(idx.records.values())
-                for part in _chunks(recs, 2000):
+                records = idx.records
+                for part in _chunks(list(records), 2000):
+                    recs = [records[rid] for rid in part]
                     for ch in (True, False):
-                        sel = [r for r in part if (r.id in changed) == ch]
+                        sel = [r for r in recs if (r.id in changed) == ch]
                         if sel:
                             self._disk_add(side, sel, links, ch)
-                extra = [r for rid, r in changed.items() if rid not in idx.records]
-                if extra:
-                    self._disk_add(side, extra, links, True)
+                extra = [rid for rid in changed if rid not in records]
+                for part in _chunks(extra, 2000):
+                    self._disk_add(side, [changed[rid] for rid in part], links, True)
             else:
-                for part in _chunks(list(changed.values()), 2000):
-                    self._disk_add(side, part, links, True)
-                for part in _chunks(list(older.values()), 2000):
-                    self._disk_add(side, part, links, False)
+                for held, ch in ((changed, True), (older, False)):
+                    for part in _chunks(list(held), 2000):
+                        self._disk_add(side, [held[rid] for rid in part], links, ch)
             self.sealed[side] = sealed
             self.changed[side], self.older[side], self.links[side] = {}, {}, {}
             self.index[side] = MatchIndex(self.m, side)

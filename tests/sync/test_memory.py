@@ -50,6 +50,7 @@ def test_peak_memory_of_a_first_two_way_sync_is_flat_in_n_once_spilled(tmp_path,
     monkeypatch.setattr(engine_mod, "READ_AHEAD", 2)
     monkeypatch.setattr(engine_mod, "BUFFER_OPS", 500)
     monkeypatch.setattr(spill, "SPILL_AT", 200)
+    monkeypatch.setattr(spill, "COMPACT_FACTOR", 1)  # straight to the file (the packed tier is bounded too)
     small, large = peak_of_first_sync(tmp_path, 1000), peak_of_first_sync(tmp_path, 4000)
     monkeypatch.setattr(spill, "SPILL_AT", 10**9)
     in_memory = peak_of_first_sync(tmp_path, 4000)

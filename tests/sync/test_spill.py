@@ -53,12 +53,13 @@ def world():
     return clock, left, right
 
 
-def run_all(tmp_path, monkeypatch, spill_at):
+def run_all(tmp_path, monkeypatch, spill_at, compact_factor=1):
     from engine.state import open_store
 
     monkeypatch.setattr(spill, "SPILL_AT", spill_at)
+    monkeypatch.setattr(spill, "COMPACT_FACTOR", compact_factor)
     clock, left, right = world()
-    store = open_store(f"sqlite:///{tmp_path}/state-{spill_at}.db")
+    store = open_store(f"sqlite:///{tmp_path}/state-{spill_at}-{compact_factor}.db")
     integ = make_integration(contacts_module(created_within_days=30))
     out = []
 
@@ -105,6 +106,55 @@ def test_a_spilled_run_plans_exactly_what_the_in_memory_run_plans(tmp_path, monk
     assert counts["right-to-left"]["updated"] > 0 and counts["left-to-right"]["updated"] > 0
     assert counts["right-to-left"]["created"] >= 120
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(spill.PREFIX)]
+
+
+def test_a_run_holding_its_working_set_packed_plans_exactly_what_the_plain_run_plans(tmp_path, monkeypatch):
+    mem = run_all(tmp_path, monkeypatch, 10**9)
+    seen = []
+    orig = Workset._pack_all
+
+    def spy(self):
+        seen.append(self.held())
+        orig(self)
+
+    monkeypatch.setattr(Workset, "_pack_all", spy)
+    packed = run_all(tmp_path, monkeypatch, 40, compact_factor=10**6)  # packed from 40 records on, never spilled
+    assert seen  # every run of the three packed its working set
+    assert packed == mem
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(spill.PREFIX)]
+
+
+def test_a_packed_working_set_spills_to_the_file_past_its_bound_and_plans_the_same(tmp_path, monkeypatch):
+    mem = run_all(tmp_path, monkeypatch, 10**9)
+    spilled = []
+    orig = Workset.spill
+
+    def spy(self):
+        spilled.append(self.packer is not None)
+        orig(self)
+
+    monkeypatch.setattr(Workset, "spill", spy)
+    both = run_all(tmp_path, monkeypatch, 40, compact_factor=4)  # packed past 40 units, in the file past 160
+    assert True in spilled  # a packed working set was moved to the file
+    assert both == mem
+
+
+def test_records_and_links_come_back_from_their_packed_form_exactly():
+    from datetime import datetime, timezone
+
+    pk = spill._Packer()
+    t = datetime(2026, 2, 3, 10, 11, 12, 345678, tzinfo=timezone.utc)
+    rec = Record("1", {"a": "x", "b": None, "c": 3, "d": [1, "2"], "e": {"id": "9", "name": "N"}, "f": 1.5, "g": True},
+                 t, None)
+    assert pk.load_record("1", pk.record(rec)) == rec
+    link = Link("1", "2", {"a": "x", "n": None}, {"b": ["y"]}, "h1", "h2", t)
+    assert pk.load_link("1", pk.link(link)) == link
+    # what does not pack is held as itself
+    from decimal import Decimal
+    odd = Record("2", {"a": Decimal("1.5")}, t)
+    assert pk.record(odd) is odd and pk.load_record("2", odd) is odd
+    local = Record("3", {"a": "x"}, datetime(2026, 1, 1, 12))
+    assert pk.record(local) is local
 
 
 def _modes_seen(monkeypatch):
