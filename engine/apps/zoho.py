@@ -17,6 +17,7 @@ Both apps share one API shape (``zoho-apis.md`` §1–2), so one class serves bo
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
@@ -38,6 +39,12 @@ BATCH = 100
 MAX_FIELDS = 50
 TRANSIENT_CODES = frozenset({"TOO_MANY_REQUESTS", "INTERNAL_ERROR", "RECORD_LOCKED"})
 ALWAYS_FIELDS = ("Modified_Time", "Created_Time")
+# field types COQL answers as the list does (lookups and owners come back as {"id"} only; multi-select
+# lookups, subforms and uploads cannot be selected: those modules read the list)
+COQL_TYPES = frozenset({"text", "textarea", "email", "phone", "website", "integer", "bigint", "long", "double",
+                        "currency", "percent", "decimal", "boolean", "date", "datetime", "picklist",
+                        "multiselectpicklist", "autonumber"})
+COQL_SYSTEM = frozenset({"id", "Modified_Time", "Created_Time", "Full_Name"})
 
 
 class ZohoClient(ClientBase):
@@ -51,18 +58,37 @@ class ZohoClient(ClientBase):
         self.base = http.hosts.api + (api_path or ("/bigin/v2" if app == "bigin" else "/crm/v8"))
         self._field_cache: dict[str, list[dict[str, Any]]] = {}
         self._cvids: dict[tuple[str, str], str] = {}
+        # module -> whether its last list_changed read ran in parallel (pages not in Modified_Time order;
+        # a record deleted meanwhile may shift an offset page: the engine re-reads that window)
+        self.last_read_parallel: dict[str, bool] = {}
 
     # -- reading -------------------------------------------------------------------------------------
 
     def list_changed(self, module: str, since: datetime | None, *, fields: Sequence[str] = (),
                      filter: ListFilter | None = None) -> Iterator[list[Record]]:
+        """Pages of the records changed since ``since`` (all when None).
+
+        Large reads run in parallel (``engine.apps.coql_read``): a full read counts the records and
+        reads COQL pages (``order by id``, 200 per call, offsets up to 10,000, then the next id chunk)
+        up to the connection's concurrency at once; an incremental read takes its first page from the
+        list (``sort_by=Modified_Time``) and fans out only when that page says ``more_records``.
+        Pages then come in the order they arrive, not by Modified_Time; ``last_read_parallel`` says
+        so. A view (cvid) read, a module mapping a field COQL cannot answer in the list's shape
+        (lookups, owners, subforms, files...) or a connection limited to one request at a time reads
+        the list's pages one after the other, as before."""
         since = as_utc(since)
-        params: dict[str, Any] = {"fields": ",".join(self._list_fields(module, fields)),
-                                  "sort_by": "Modified_Time", "sort_order": "asc", "per_page": PER_PAGE}
-        if filter is not None and filter.view:
-            params["cvid"] = self._cvid(module, filter.view)
-        headers = {"If-Modified-Since": zoho_time(since)} if since is not None else {}
+        names = self._list_fields(module, fields)
         floor = as_utc(filter.created_after) if filter is not None else None
+        view = filter.view if filter is not None else None
+        self.last_read_parallel[module] = False
+        if not view and self.http.max_concurrency > 1 and self.coql_readable(module, names):
+            yield from _ParallelRead(self, module, since, names, floor).pages()
+            return
+        params: dict[str, Any] = {"fields": ",".join(names),
+                                  "sort_by": "Modified_Time", "sort_order": "asc", "per_page": PER_PAGE}
+        if view:
+            params["cvid"] = self._cvid(module, view)
+        headers = {"If-Modified-Since": zoho_time(since)} if since is not None else {}
         for page in self._pages(module, "list", f"{self.base}/{module}", params, headers):
             records = self._records(module, "list", page)
             if since is not None or floor is not None:
@@ -70,6 +96,24 @@ class ZohoClient(ClientBase):
                            and (floor is None or r.created is None or r.created >= floor)]
             if records:
                 yield records
+
+    def coql_readable(self, module: str, names: Sequence[str]) -> bool:
+        """True when COQL answers every field of ``names`` in the shape the list answers it."""
+        try:
+            from engine.catalog import catalog
+
+            mod = catalog(self.app).module(module)
+        except (KeyError, OSError, ValueError):
+            return False
+        if mod is None:
+            return False
+        for name in names:
+            if name in COQL_SYSTEM:
+                continue
+            f = mod.field(name)
+            if f is None or f.type not in COQL_TYPES:
+                return False
+        return True
 
     def list_deleted(self, module: str, since: datetime | None) -> Iterator[list[DeletedRecord]]:
         since = as_utc(since)
@@ -369,3 +413,188 @@ def normalise_field(f: Mapping[str, Any]) -> dict[str, Any]:
     if f.get("custom_field") is not None:
         out["custom"] = bool(f.get("custom_field"))
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Parallel reads (COQL)
+
+COQL_PAGE = 200        # records per COQL call (Bigin and CRM ≤ v6 allow no more; v7+ would take 2,000)
+COQL_WINDOW = 10_000   # records reachable by OFFSET within one where clause (LIMIT 200 OFFSET 9800)
+
+
+def _coql_time(dt: datetime) -> str:
+    return f"'{zoho_time(dt)}'"
+
+
+class _Chunk:
+    """Up to ``COQL_WINDOW`` records of one id range: ``id > lower`` (None: from the first record)."""
+
+    __slots__ = ("index", "lower", "upper", "size", "seen", "pending", "last_offset")
+
+    def __init__(self, index: int, lower: int | None, size: int):
+        self.index = index
+        self.lower = lower
+        self.upper: int | None = None     # the id of the chunk's last record, once its last page is read
+        self.size = size                  # records expected (from the count)
+        self.seen: set[str] = set()       # ids yielded (an insert shifts a page: duplicates are dropped)
+        self.pending = 0                  # pages submitted and not yet consumed
+        self.last_offset = -1             # highest offset scheduled
+
+
+class _ParallelRead:
+    """One parallel read of a Bigin/CRM module: count + COQL pages at offsets, up to the connection's
+    concurrency in flight, chunked by id past 10,000 records (each chunk's last page is asked first,
+    so the next chunk's lower id bound is known early). Pages are yielded as they arrive."""
+
+    def __init__(self, client: ZohoClient, module: str, since: datetime | None, names: Sequence[str],
+                 floor: datetime | None):
+        self.c = client
+        self.module = module
+        self.since = since
+        self.names = [n for n in names if n != "id"]
+        self.floor = floor
+        self.workers = client.http.max_concurrency
+
+    # -- requests ------------------------------------------------------------------------------
+    def _where(self, modified_from: datetime | None, lower: int | None) -> str:
+        conds = []
+        if modified_from is not None:
+            conds.append(f"Modified_Time >= {_coql_time(modified_from)}")
+        if self.floor is not None:
+            conds.append(f"Created_Time >= {_coql_time(self.floor)}")
+        if lower is not None:
+            conds.append(f"id > {lower}")
+        if not conds:
+            return "id is not null"
+        out = conds[0]
+        for cond in conds[1:]:  # the apps want two criteria per bracket: ((A and B) and C)
+            out = f"({out} and {cond})"
+        return out
+
+    def _coql(self, query: str, op: str) -> tuple[list[Any], bool]:
+        response = self.c.http.request("POST", f"{self.c.base}/coql", module=self.module, op=op,
+                                       json={"select_query": query})
+        if response.status_code == 204:
+            return [], False
+        body = self.c._body(response, self.module, op, ok=(200,))
+        data = self.c._data(body, self.module, op)
+        info = body.get("info") if isinstance(body.get("info"), dict) else {}
+        return data, bool(info.get("more_records"))
+
+    def page(self, where: str, offset: int) -> tuple[list[Record], bool]:
+        query = (f"select {', '.join(self.names)} from {self.module} where {where} "
+                 f"order by id asc limit {COQL_PAGE} offset {offset}")
+        data, more = self._coql(query, "coql")
+        return self.c._records(self.module, "coql", data), more
+
+    def count(self, modified_from: datetime | None) -> int:
+        """Records matching the read: CRM ``GET /{M}/actions/count`` (with ``criteria`` for an
+        incremental read); Bigin (no documented module count) ``select COUNT(id)`` in COQL."""
+        c = self.c
+        if c.app == "zoho_crm" and self.floor is None:
+            params = {"criteria": f"(Modified_Time:greater_equal:{zoho_time(modified_from)})"} \
+                if modified_from is not None else None
+            response = c.http.request("GET", f"{c.base}/{self.module}/actions/count", module=self.module,
+                                      op="count", params=params)
+            if response.status_code == 204:
+                return 0
+            body = c._body(response, self.module, "count", ok=(200,))
+            value = body.get("count")
+        else:
+            data, _ = self._coql(f"select COUNT(id) from {self.module} where {self._where(modified_from, None)}",
+                                 "count")
+            value = next(iter(data[0].values()), 0) if data and isinstance(data[0], dict) else 0
+        try:
+            return max(0, int(value))
+        except (TypeError, ValueError):
+            raise c.protocol(self.module, "count", f"the count is {value!r}, not a number") from None
+
+    def _changed(self, records: list[Record]) -> list[Record]:
+        """The query's times have whole seconds: the records changed at or after ``since`` itself."""
+        since = self.since
+        return records if since is None or since.microsecond == 0 else [r for r in records if r.modified >= since]
+
+    # -- the read ------------------------------------------------------------------------------
+    def pages(self) -> Iterator[list[Record]]:
+        """Page 0 first (an incremental read with few changes stays one call: a no-op answers 204);
+        when it says more_records, the count, then every other page, ``workers`` at a time. A full
+        read asks the count together with page 0 (one round trip less; one call more when the module
+        holds ≤ 200 records)."""
+        from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="syncform-coql")
+        inflight: dict[Future, tuple[_Chunk, int, bool]] = {}
+        queue: collections.deque[tuple[_Chunk, int, bool]] = collections.deque()
+        try:
+            count_future = pool.submit(self.count, None) if self.since is None else None
+            chunk0 = _Chunk(0, None, COQL_WINDOW)
+            records, more = self.page(self._where(self.since, None), 0)
+            chunk0.seen.update(r.id for r in records)
+            kept = self._changed(records)
+            if kept:
+                yield kept
+            if not more or not records:
+                return
+            self.c.last_read_parallel[self.module] = True
+            total = count_future.result() if count_future is not None else self.count(self.since)
+            total = max(total, COQL_PAGE + 1)  # page 0 said more_records
+
+            def schedule(chunk: _Chunk, expected: int, first: int = 0) -> None:
+                """Queue a chunk's pages from ``first``: its last page first when a chunk follows."""
+                size = min(expected, COQL_WINDOW)
+                offsets = list(range(first, size, COQL_PAGE)) or ([first] if first < COQL_WINDOW else [])
+                boundary = expected > COQL_WINDOW
+                last = COQL_WINDOW - COQL_PAGE
+                if boundary and offsets and offsets[-1] == last:
+                    offsets = [last, *offsets[:-1]]
+                for off in offsets:
+                    queue.append((chunk, off, boundary and off == last))
+                    chunk.pending += 1
+                    chunk.last_offset = max(chunk.last_offset, off)
+
+            schedule(chunk0, total, COQL_PAGE)
+            budget = self.workers + 2  # pages on the wire or waiting to be consumed: memory stays flat
+            while inflight or queue:
+                while queue and len(inflight) < budget:
+                    chunk, off, boundary = queue.popleft()
+                    inflight[pool.submit(self.page, self._where(self.since, chunk.lower), off)] = \
+                        (chunk, off, boundary)
+                done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+                for fut in done:
+                    chunk, off, boundary = inflight.pop(fut)
+                    records, more = fut.result()
+                    chunk.pending -= 1
+                    nxt: _Chunk | None = None
+                    if boundary and len(records) == COQL_PAGE:
+                        chunk.upper = int(records[-1].id)  # the next chunk: ids past this chunk's last one
+                        nxt = _Chunk(chunk.index + 1, chunk.upper, 0)
+                        schedule(nxt, max(total - COQL_WINDOW * nxt.index, 1))
+                    elif off == chunk.last_offset and len(records) == COQL_PAGE and more and chunk.upper is None:
+                        # records came in meanwhile (the count was lower): read on, a page at a time
+                        if off + COQL_PAGE < COQL_WINDOW:
+                            schedule(chunk, off + 2 * COQL_PAGE, off + COQL_PAGE)
+                        else:
+                            chunk.upper = int(records[-1].id)
+                            nxt = _Chunk(chunk.index + 1, chunk.upper, 0)
+                            schedule(nxt, 1)
+                    out = []
+                    upper, seen = chunk.upper, chunk.seen
+                    for r in records:
+                        if r.id in seen:
+                            continue  # an insert shifted the pages: read twice, kept once
+                        if upper is not None and not boundary and int(r.id) > upper:
+                            continue  # deletes shifted it past this chunk: the next chunk reads it
+                        seen.add(r.id)
+                        out.append(r)
+                    if nxt is not None and chunk.upper is not None:
+                        # pages of this chunk read before its bound was known may hold the next's first ids
+                        nxt.seen = {i for i in seen if int(i) > chunk.upper}
+                    if chunk.pending == 0:
+                        chunk.seen = set()
+                    out = self._changed(out)
+                    if out:
+                        yield out
+        finally:
+            for fut in inflight:
+                fut.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)

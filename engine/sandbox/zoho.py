@@ -28,6 +28,8 @@ SYSTEM_UNIQUE = {"Contacts": "Email", "Leads": "Email", "Accounts": "Account_Nam
                  "Cases": "Subject"}
 PEOPLE = {"Contacts", "Leads"}
 SORTABLE = {"id": "id", "Created_Time": "created", "Modified_Time": "modified"}
+_TIME_CRITERIA = re.compile(r"^\(?\((Modified_Time|Created_Time):(greater_equal|greater_than|less_equal|less_than|"
+                            r"equals):([^()]+)\)\)?$")
 
 
 def err(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> ApiError:
@@ -168,7 +170,11 @@ class ZohoApi:
                 return self.custom_views(req, parts[2] if len(parts) > 2 else None)
         if head == "users" and m == "GET":
             return self.users(req, parts[1] if len(parts) > 1 else None)
-        if head in ("settings", "users", "coql", "org", "actions", "bulk"):
+        if head == "coql":
+            if m != "POST":
+                raise err(400, "INVALID_REQUEST_METHOD", "The http request method type is not a valid one")
+            return self.coql(req)
+        if head in ("settings", "users", "org", "actions", "bulk"):
             raise err(404, "INVALID_URL_PATTERN", "Please check if the URL trying to access is a correct one")
         mod = self.module(head)
         if len(parts) == 1:
@@ -184,6 +190,8 @@ class ZohoApi:
             sub = parts[1]
             if sub == "deleted" and m == "GET":
                 return self.deleted(req, mod)
+            if sub == "actions" and m == "GET":
+                raise err(404, "INVALID_URL_PATTERN", "Please check if the URL trying to access is a correct one")
             if sub == "search" and m == "GET":
                 return self.search(req, mod)
             if sub == "upsert" and m == "POST":
@@ -194,6 +202,10 @@ class ZohoApi:
                 return self.update(req, mod, sub)
             if m == "DELETE":
                 return self.delete(req, mod, sub)
+        elif len(parts) == 3 and parts[1] == "actions" and parts[2] == "count" and self.app == "zoho_crm":
+            if m != "GET":
+                raise err(400, "INVALID_REQUEST_METHOD", "The http request method type is not a valid one")
+            return self.record_count(req, mod)
         elif len(parts) == 3 and parts[2] == "Notes":
             if m == "GET":
                 return self.related_notes(req, mod, parts[1])
@@ -384,6 +396,76 @@ class ZohoApi:
                          "page_token_expiry": timefmt.zoho(timefmt.plus(self.ctx.now(), days=1)) if more else None,
                          "call": False, "email": False})
         return json_response(200, {"data": data, "info": info})
+
+    def coql(self, req: Request) -> Response:
+        """``POST /coql {"select_query": …}`` (``engine.sandbox.coql``): records ordered by id unless the
+        query says otherwise, 200 per call; ``select COUNT(id)`` for an aggregate count. A READ in stats."""
+        from engine.sandbox import coql
+
+        try:
+            body = req.json()
+        except ValueError:
+            raise err(400, "INVALID_DATA", "the request body is not valid JSON", {}) from None
+        text = body.get("select_query") if isinstance(body, dict) else None
+
+        def fields_of(name: str) -> dict[str, str] | None:
+            mod = self.ctx.module(self.app, name)
+            return None if mod is None else {f.api_name: f.type for f in mod.fields}
+
+        big = self.app == "zoho_crm" and self.version >= 7
+        try:
+            q = coql.parse(text, fields_of, max_limit=2000 if big else 200, max_rows=100_000 if big else 10_000)
+        except coql.CoqlError as e:
+            raise err(400, e.code, e.message, e.details) from None
+        mod = self.module(q.module)
+        self.ctx.stats.call(self.app, mod.api_name, "coql")
+        if q.count:
+            n = self.ctx.store.count(self.app, mod.api_name, where=q.where, params=q.params)
+            return json_response(200, {"data": [{"COUNT(id)": n}], "info": {"count": 1, "more_records": False}})
+        rows = self.ctx.store.query(self.app, mod.api_name, where=q.where, params=q.params, order=q.order,
+                                    limit=q.limit + 1, offset=q.offset)
+        more = len(rows) > q.limit
+        rows = rows[:q.limit]
+        if not rows:
+            return json_response(204, None)
+        keep = frozenset(q.columns) | {"id"}
+        kinds = field_kinds(mod)
+        data = []
+        for r in rows:
+            rec = self.render(mod, r, list(q.columns), keep)
+            for k, v in rec.items():  # lookups and owners: {"id": …} only (a name needs Lookup.Field)
+                if isinstance(v, dict) and kinds.get(k) in ("lookup", "owner") and "id" in v:
+                    rec[k] = {"id": v["id"]}
+            data.append(rec)
+        return json_response(200, {"data": data, "info": {"count": len(data), "more_records": more}})
+
+    def record_count(self, req: Request, mod: ModuleCatalog) -> Response:
+        """CRM ``GET /{M}/actions/count[?criteria=…|cvid=…]``: ``{"count": n}``. A READ in stats."""
+        where, params = "", []
+        criteria = req.query.get("criteria")
+        pred = None
+        if req.query.get("cvid"):
+            where, params = self._view_filter(mod, req.query["cvid"])
+        if criteria:
+            m = _TIME_CRITERIA.match(criteria.strip())
+            if m:  # the incremental count: answered by the index, as the app would
+                dt = timefmt.parse_iso(m.group(3))
+                if dt is None:
+                    raise err(400, "INVALID_QUERY", "invalid datetime in criteria", {"param_name": "criteria"})
+                col = SORTABLE[m.group(1)]
+                op = {"greater_equal": ">=", "greater_than": ">", "less_equal": "<=", "less_than": "<",
+                      "equals": "="}[m.group(2)]
+                where = " AND ".join(x for x in (where, f"{col} {op} ?") if x)
+                params = [*params, timefmt.to_db(dt)]
+            else:
+                pred = parse_criteria(criteria, mod)
+        self.ctx.stats.call(self.app, mod.api_name, "count")
+        if pred is None:
+            n = self.ctx.store.count(self.app, mod.api_name, where=where, params=params)
+        else:
+            n = sum(1 for r in self.ctx.store.query(self.app, mod.api_name, where=where, params=params)
+                    if pred(self._flat(mod, r)))
+        return json_response(200, {"count": n})
 
     def _encode_token(self, offset: int, after: list[Any] | None = None) -> str:
         exp = int(timefmt.plus(self.ctx.now(), days=1).timestamp())

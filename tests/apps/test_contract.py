@@ -39,6 +39,20 @@ def test_10000_records_take_exactly_100_batches_and_50_pages(sandbox):
     assert client.stats()[("Contacts", "create")] == math.ceil(N / 100) == sandbox.calls("bigin", "Contacts", "create")
     assert sandbox.stats()["records_written"]["bigin"]["Contacts"]["create"] == N
     got = read_all(client)
+    # pages come as they arrive (in parallel): every record exactly once, with its values
+    assert sorted(r.id for r in got) == sorted(r.id for r in results) and len(got) == N
+    assert sorted(r.values["Last_Name"] for r in got) == sorted(f"c{i}" for i in range(N))
+    # the floor of reads plus one count call (Bigin: select COUNT(id) in COQL)
+    assert client.stats()[("Contacts", "coql")] == math.ceil(N / 200)
+    assert client.stats()[("Contacts", "count")] == 1
+    assert sandbox.calls("bigin", "Contacts", "coql") == math.ceil(N / 200) + 1
+    assert sandbox.calls("bigin", "Contacts", "list") == 0
+
+
+def test_a_serial_connection_reads_the_list_oldest_first(sandbox):
+    client = sandbox.client("bigin", max_concurrency=1)
+    results = client.create_many("Contacts", contacts(N, email=False))
+    got = read_all(client)
     assert [r.id for r in got] == [r.id for r in results]  # oldest first, every record once
     assert [r.values["Last_Name"] for r in got] == [f"c{i}" for i in range(N)]
     assert client.stats()[("Contacts", "list")] == math.ceil(N / 200) == sandbox.calls("bigin", "Contacts", "list")
@@ -52,21 +66,25 @@ def test_20_percent_429_retries_and_the_data_is_exact(sandbox):
     got = read_all(client)
     assert sorted(r.id for r in got) == sorted(r.id for r in results)
     stats = sandbox.stats()
-    assert stats["calls"]["bigin"]["Contacts"] == {"create": 100, "list": 50}
+    assert len(got) == N
+    assert stats["calls"]["bigin"]["Contacts"] == {"create": 100, "coql": 51}
     assert stats["records_written"]["bigin"]["Contacts"]["create"] == N
     assert stats["faults"]["429"] > 0
     assert sum(client.retry_stats().values()) == stats["faults"]["429"] == len(sandbox.sleeps)
-    assert client.stats()[("Contacts", "create")] == 100 and client.stats()[("Contacts", "list")] == 50
+    assert client.stats()[("Contacts", "create")] == 100 and client.stats()[("Contacts", "coql")] == 50
 
 
 def test_a_5xx_burst_is_absorbed(sandbox):
     client = sandbox.client("bigin")
     client.create_many("Contacts", contacts(500, email=False))
     sandbox.faults(rate_5xx=1.0)
-    sandbox.on_sleep.append(lambda n: n == 3 and sandbox.faults())  # the burst ends after 3 failures
+    sandbox.on_sleep.append(lambda n: n >= 3 and sandbox.faults())  # the burst ends after 3 failures
     got = read_all(client)
-    assert len(got) == 500 and sandbox.stats()["faults"]["5xx"] == 3
-    assert client.stats()[("Contacts", "list")] == 3
+    # the count and page 0 go out together: both may meet the burst before it ends
+    faults = sandbox.stats()["faults"]["5xx"]
+    assert len(got) == 500 and len({r.id for r in got}) == 500 and 3 <= faults <= 6
+    assert sum(client.retry_stats().values()) == faults
+    assert client.stats()[("Contacts", "coql")] == 3 and client.stats()[("Contacts", "count")] == 1
 
 
 def test_a_token_expiring_mid_run_is_refreshed_once(sandbox):
@@ -78,7 +96,8 @@ def test_a_token_expiring_mid_run_is_refreshed_once(sandbox):
     got += [r for p in pages for r in p]
     assert len({r.id for r in got}) == 1_000
     assert client.http.tokens.refreshes == 2
-    assert sandbox.stats()["faults"].get("401") == 1
+    # requests in flight together all meet the expired token; one refresh serves them all
+    assert 1 <= sandbox.stats()["faults"].get("401") <= 4
 
 
 def test_rejected_records_inside_a_batch_come_back_typed(sandbox):

@@ -56,7 +56,7 @@ def test_client_implements_the_protocol(make):
 
 def test_reading_10000_records_takes_50_pages_switching_to_page_token(fake, make):
     fake.add("Contacts", 10_000)
-    client = make()
+    client = make(max_concurrency=1)  # the list path (a parallel read is COQL: tests/apps/test_contract.py)
     pages = list(client.list_changed("Contacts", None, fields=["Last_Name", "Email"]))
     ids = [r.id for p in pages for r in p]
     assert len(ids) == len(set(ids)) == 10_000
@@ -71,7 +71,7 @@ def test_reading_10000_records_takes_50_pages_switching_to_page_token(fake, make
 
 def test_list_changed_sends_if_modified_since_and_304_means_nothing(fake, make):
     fake.add("Contacts", 5)
-    client = make()
+    client = make(max_concurrency=1)  # the list path (a parallel read is COQL: tests/apps/test_contract.py)
     since = T0 + timedelta(seconds=3)
     got = [r for p in client.list_changed("Contacts", since, fields=["Last_Name"]) for r in p]
     assert [r.modified >= since for r in got] == [True] * 3
@@ -83,7 +83,7 @@ def test_list_changed_sends_if_modified_since_and_304_means_nothing(fake, make):
 
 def test_list_changed_applies_the_creation_floor(fake, make):
     fake.add("Contacts", 4)
-    client = make()
+    client = make(max_concurrency=1)  # the list path (a parallel read is COQL: tests/apps/test_contract.py)
     got = [r for p in client.list_changed("Contacts", None, fields=["Last_Name"],
                                           filter=ListFilter(created_after=T0 + timedelta(seconds=3))) for r in p]
     assert len(got) == 2
@@ -91,7 +91,7 @@ def test_list_changed_applies_the_creation_floor(fake, make):
 
 def test_default_fields_come_from_the_catalog_and_stay_within_50(fake, make):
     fake.add("Contacts", 1)
-    client = make()
+    client = make(max_concurrency=1)  # the list path (a parallel read is COQL: tests/apps/test_contract.py)
     list(client.list_changed("Contacts", None))
     fields = fake.requests[-1].url.params["fields"].split(",")
     assert 2 < len(fields) <= 50 and "Last_Name" in fields and "id" not in fields
@@ -113,7 +113,7 @@ def test_writing_10000_records_takes_100_batches_with_results_in_order(fake, mak
 
 def test_20_percent_429_is_retried_and_the_data_is_exact(fake, make, sleeps):
     fake.rate_429 = 0.2
-    client = make()
+    client = make(max_concurrency=1)  # the list path (a parallel read is COQL: tests/apps/test_contract.py)
     results = client.create_many("Contacts", [{"Last_Name": f"N{i}"} for i in range(2_000)])
     assert all(r.ok for r in results)
     assert len(fake.records["Contacts"]) == 2_000
@@ -146,7 +146,7 @@ def test_backoff_grows_with_full_jitter(fake, make, sleeps):
 def test_a_5xx_burst_is_absorbed(fake, make):
     fake.add("Contacts", 450)
     fake.fail_5xx = 3
-    client = make()
+    client = make(max_concurrency=1)  # the list path (a parallel read is COQL: tests/apps/test_contract.py)
     got = [r for p in client.list_changed("Contacts", None, fields=["Last_Name"]) for r in p]
     assert len(got) == 450 and fake.answered[503] == 3
 
@@ -162,7 +162,7 @@ def test_batch_still_failing_after_retries_yields_transient_results_per_record(f
 
 def test_token_expiring_mid_run_is_refreshed_once(fake, make):
     fake.add("Contacts", 1_000)
-    client = make()
+    client = make(max_concurrency=1)  # the list path (a parallel read is COQL: tests/apps/test_contract.py)
     pages = client.list_changed("Contacts", None, fields=["Last_Name"])
     got = [r for r in next(pages)]
     fake.expire_tokens()
@@ -255,7 +255,7 @@ def test_no_secret_in_logs_errors_or_reprs(fake, make, caplog):
     caplog.set_level(logging.DEBUG)
     fake.add("Contacts", 300)
     fake.rate_429 = 0.3
-    client = make()
+    client = make(max_concurrency=1)  # the list path (a parallel read is COQL: tests/apps/test_contract.py)
     list(client.list_changed("Contacts", None, fields=["Last_Name"]))
     fake.expire_tokens()
     client.create_many("Contacts", [{"Last_Name": "x"}])

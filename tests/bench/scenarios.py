@@ -34,7 +34,7 @@ from tests.bench import harness as h
 # the run before them. (Run at once after a bulk write, the next run re-reads that whole second: up to
 # 2,000 of our own writes at 10k, i.e. ~10 extra pages per side; see docs/benchmarks.md.)
 SETTLE_WAIT = 6.0
-READ_OPS = ("list", "get", "search", "deleted", "fields")
+READ_OPS = ("list", "get", "search", "deleted", "fields", "coql", "count")
 WRITE_OPS = ("create", "update", "upsert", "delete")
 
 
