@@ -304,9 +304,10 @@ def plan(session: Session, paths: Sequence[str] = (), *, refresh: bool = True, p
 
     if refresh:
         desired = _desired(session, paths)
-        redact = _redactor(session, desired)
+        redact: Callable[[Any], Any] | None = _redactor(session, desired)
     else:
-        desired, redact = _cached_desired(session, paths)
+        desired, _ = _cached_desired(session, paths)
+        redact = None  # the cached desired specs are redacted already: no second pass over them
     store = session.store()
     deployed = {d.name: d for d in store.list_deployed()}
     notes: list[str] = []

@@ -45,6 +45,17 @@ def secret_values(connections: Iterable[Mapping[str, Any]], root: str | Path = "
 _SECRET_KEY_JSON = re.compile(r'"[^"]*(?:' + "|".join(_SECRET_KEYS) + r')[^"]*"\s*:\s*"', re.IGNORECASE)
 
 
+def _names_a_secret(blob: str) -> bool:
+    """Whether the JSON text has a key naming a secret with a string value (``_SECRET_KEY_JSON``).
+    ASCII text (nearly every spec) can match the case-insensitive pattern only if its lower case
+    holds one of the words: that check is ten times cheaper than the pattern's search."""
+    if blob.isascii():
+        low = blob.lower()
+        if not any(k in low for k in _SECRET_KEYS):
+            return False
+    return _SECRET_KEY_JSON.search(blob) is not None
+
+
 def named_secrets(variables: Mapping[str, Any] = {}, environ: Mapping[str, str] | None = None,  # noqa: B006
                   var_files: Iterable[str | Path] = ()) -> tuple[str, ...]:
     """Values that are secret by their name (``*token*``, ``*secret*``, ``*password*``, ``*api_key*``):
@@ -83,7 +94,7 @@ def redactor(values: Iterable[str]) -> "Any":
     def redact(obj: Any) -> Any:
         """Fast path: most specs hold nothing to redact, which one pass over their JSON proves."""
         blob = json.dumps(obj, ensure_ascii=False, default=str)
-        if not _SECRET_KEY_JSON.search(blob) and not any(e in blob for e in escaped):
+        if not _names_a_secret(blob) and not any(e in blob for e in escaped):
             return obj
         return scrub(obj)
 

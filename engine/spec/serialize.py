@@ -205,5 +205,6 @@ def deployed_spec(integration: Integration, connections: Sequence[Connection]) -
     used = {integration.left.connection, integration.right.connection}
     return {
         "integration": integration_to_dict(integration),
-        "connections": [connection_to_dict(c) for c in sorted(connections, key=lambda c: c.name) if c.name in used],
+        "connections": [connection_to_dict(c) for c in sorted((c for c in connections if c.name in used),
+                                                                key=lambda c: c.name)],
     }
