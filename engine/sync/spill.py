@@ -331,6 +331,7 @@ class Workset:
         self.ambiguous: dict[str, Any] = {"left": set(), "right": set()}
         self._deferred: list[Op] = []
         self.packer: _Packer | None = None  # set once past spill_at: records and links held packed
+        self.fpk = _Packer()  # the rows of the spill file
         # on disk
         self.db: sqlite3.Connection | None = None
         self.path: Path | None = None
@@ -454,7 +455,7 @@ class Workset:
             return n, []
         rows = self.db.execute(f"SELECT id, body FROM rec_{side} r WHERE changed = 1 AND link IS NULL AND NOT EXISTS "
                                f"(SELECT 1 FROM mark WHERE s = ? AND id = r.id) ORDER BY seq", (done.code,))
-        return n, [_rec_load(rid, body) for rid, body in rows]
+        return n, [self._unbody(rid, body) for rid, body in rows]
 
     # -- pairs waiting for the left side to be read --------------------------------------------------
     def defer(self, ops: list[Op]) -> None:
@@ -547,7 +548,7 @@ class Workset:
     def _pack_all(self) -> None:
         """Hold the records and links packed from now on (each record packed once: the index and the
         changed records share it)."""
-        pk = self.packer = _Packer()
+        pk = self.packer = self.fpk
         for side in ("left", "right"):
             idx = self.index[side]
             packed: dict[int, Any] = {}
@@ -629,6 +630,22 @@ class Workset:
         if ops:
             self._disk_defer(ops)
 
+    # rows of the file: packed (``_Packer``) when they pack, else pickled (a pickle starts with 0x80,
+    # a packed row never does)
+    def _body(self, rec: Record) -> bytes:
+        got = self.fpk.record(rec)
+        return got if got.__class__ is bytes else _rec_body(rec)
+
+    def _unbody(self, rid: str, body: bytes) -> Record:
+        return _rec_load(rid, body) if body[0] == 0x80 else self.fpk.load_record(rid, body)
+
+    def _ldump(self, link: Link) -> bytes:
+        got = self.fpk.link(link)
+        return got if got.__class__ is bytes else _link_dump(link)
+
+    def _lload(self, blob: bytes) -> Link:
+        return _link_load(blob) if blob[0] == 0x80 else self.fpk.load_link("", blob)
+
     def _open(self) -> None:
         base = Path(self.directory) if self.directory else Path(tempfile.gettempdir())
         base.mkdir(parents=True, exist_ok=True)
@@ -681,15 +698,15 @@ class Workset:
             if old is None:
                 self._seq[side] += 1
                 seq, gen = self._seq[side], 0
-                new_rows.append((seq, rid, gen, int(changed), _rec_body(rec), None if link is None else _link_dump(link)))
+                new_rows.append((seq, rid, gen, int(changed), self._body(rec), None if link is None else self._ldump(link)))
             elif replace:
                 seq, gen = old[0], old[1] + 1
-                upd_rows.append((gen, int(changed or bool(old[2])), _rec_body(rec), seq))
+                upd_rows.append((gen, int(changed or bool(old[2])), self._body(rec), seq))
                 if link is not None:
-                    link_rows.append((_link_dump(link), seq))
+                    link_rows.append((self._ldump(link), seq))
             else:
                 if link is not None:
-                    link_rows.append((_link_dump(link), old[0]))
+                    link_rows.append((self._ldump(link), old[0]))
                 continue
             if self.match:
                 for k, v in enumerate(probe_values(m, side, rec.values)):
@@ -712,7 +729,7 @@ class Workset:
         for part in _chunks(list(ids)):
             for rid, ch, body, link in db.execute(
                     f"SELECT id, changed, body, link FROM rec_{side} WHERE id IN ({_marks(len(part))})", part):
-                out[rid] = (ch, _rec_load(rid, body), None if link is None else _link_load(link))
+                out[rid] = (ch, self._unbody(rid, body), None if link is None else self._lload(link))
         return out
 
     def _lookup(self, side: str, probes: Iterable[list[str]]) -> dict[tuple[int, str], list[str]]:
@@ -791,9 +808,9 @@ class Workset:
                 last = seq
                 if rid in done:
                     continue
-                chunk[rid] = _rec_load(rid, body)
+                chunk[rid] = self._unbody(rid, body)
                 if link is not None:
-                    links[rid] = _link_load(link)
+                    links[rid] = self._lload(link)
                 if len(chunk) == size:
                     yield chunk, links
                     chunk, links = {}, {}
