@@ -141,7 +141,14 @@ def _desired(session: Session, paths: Sequence[str]) -> dict[str, dict[str, Any]
     from engine.spec.serialize import deployed_spec
 
     ws = session.specs(paths)
-    return {i.name: deployed_spec(i, ws.connections) for i in ws.integrations}
+    by_name: dict[str, list[Connection]] = {}
+    for c in ws.connections:
+        by_name.setdefault(c.name, []).append(c)
+
+    def used(i: Any) -> list[Connection]:  # only the integration's own: not all of them per integration
+        return [c for n in dict.fromkeys((i.left.connection, i.right.connection)) for c in by_name.get(n, ())]
+
+    return {i.name: deployed_spec(i, used(i)) for i in ws.integrations}
 
 
 def _redactor(session: Session, desired: Mapping[str, Mapping[str, Any]]) -> Callable[[Any], Any]:

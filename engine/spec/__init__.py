@@ -83,8 +83,9 @@ def _check_workspace(paths: Iterable[str | os.PathLike[str]], *, variables: Mapp
     connections = []
     shown_files = []
     broken: set[str] = set()
+    base_resolved = base.resolve()
     for f in files:
-        shown = loader.display_path(f, base)
+        shown = loader.display_path(f, base, resolved_root=base_resolved)
         shown_files.append(shown)
         docs, d = loader.load_file(f, shown, values)
         diags += d

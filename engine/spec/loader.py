@@ -102,9 +102,10 @@ def _diag(file: str, line: int, col: int, message: str, code: str) -> Diagnostic
 
 
 # --------------------------------------------------------------------------------------- discovery
-def display_path(path: Path, root: Path) -> str:
+def display_path(path: Path, root: Path, *, resolved_root: Path | None = None) -> str:
+    """``path`` relative to ``root`` (both resolved; pass ``resolved_root`` to resolve it once for many)."""
     try:
-        return str(path.resolve().relative_to(root.resolve()))
+        return str(path.resolve().relative_to(resolved_root or root.resolve()))
     except ValueError:
         return str(path)
 

@@ -225,7 +225,7 @@ def _check_module(integ: Integration, origin: Origin, i: int, m: Module, apps: d
                           "bookings-only")
 
     # --- fields
-    fields_writes: dict[tuple[str, str], Mark] = {}
+    fields_writes: dict[tuple[str, str], tuple[Any, ...]] = {}  # -> _field_token's arguments
     mapped = {"left": set(), "right": set()}  # type: dict[str, set[str]]
     out.lossy_defaults = []
     for j, fm in enumerate(m.fields):
@@ -247,15 +247,14 @@ def _check_module(integ: Integration, origin: Origin, i: int, m: Module, apps: d
     for k, key in enumerate(m.match):
         for side, name in (("left", key.left), ("right", key.right)):
             mod = mods.get(side)
-            token = doc.at(mpath + ("match", k, side))
             if mod is not None and mod.field(name) is None:
-                out.error(token, f'unknown field "{name}" in {app_of[side]} {getattr(m, side)}'
+                out.error(doc.at(mpath + ("match", k, side)), f'unknown field "{name}" in {app_of[side]} {getattr(m, side)}'
                           f"{did_you_mean(name, mod.field_names())}", "unknown-field")
                 continue
             if auto:
                 continue
             if name not in mapped[side] and not _derived_from_split(name, mapped[side]):
-                out.error(token, f'match key {side} "{name}" is not a mapped field of module "{m.name}": '
+                out.error(doc.at(mpath + ("match", k, side)), f'match key {side} "{name}" is not a mapped field of module "{m.name}": '
                           "match keys must be mapped fields (add it to fields)", "match-not-mapped")
 
     # --- mandatory fields of a side receiving creates
@@ -283,7 +282,7 @@ def _derived_from_split(name: str, mapped: set[str]) -> bool:
 
 
 def _check_field(integ: Integration, origin: Origin, i: int, j: int, m: Module, fm: FieldMap, mods: dict[str, Any],
-                 app_of: dict[str, str], fields_writes: dict[tuple[str, str], Mark], out: _Out,
+                 app_of: dict[str, str], fields_writes: dict[tuple[str, str], tuple[Any, ...]], out: _Out,
                  compatibility: Any, INCOMPATIBLE: str, LOSSY: str) -> None:
     doc = origin.doc
     path = origin.field_paths.get((i, j))
@@ -308,8 +307,8 @@ def _check_field(integ: Integration, origin: Origin, i: int, j: int, m: Module, 
             continue
         for k, name in enumerate(getattr(fm, side)):
             f = mod.field(name)
-            token = _field_token(origin, i, j, side, k, fm)
             if f is None:
+                token = _field_token(origin, i, j, side, k, fm)
                 if app_of[side] == "zoho_desk" and name.startswith("cf."):
                     out.warning(token, f'custom field "{name}" is not in the zoho_desk catalog of {mod.api_name}; '
                                 "plan checks it against the live app", "unknown-custom-field")
@@ -319,14 +318,15 @@ def _check_field(integ: Integration, origin: Origin, i: int, j: int, m: Module, 
                 continue
             known[(side, k)] = f
             if f.encrypted:
-                out.error(token, f"{name} is encrypted in {app_of[side]}: encrypted fields cannot be mapped or "
+                out.error(_field_token(origin, i, j, side, k, fm), f"{name} is encrypted in {app_of[side]}: encrypted fields cannot be mapped or "
                           "synced; map another field or remove the encryption", "encrypted-field")
 
     # writes: read-only targets and duplicates
     for side, name in sorted(writes(fm, m.direction)):
         k = getattr(fm, side).index(name)
         f = known.get((side, k))
-        token = _field_token(origin, i, j, side, k, fm)
+        token = _field_token(origin, i, j, side, k, fm) if (f is not None and f.read_only) \
+            or (side, name) in fields_writes else None
         if f is not None and f.read_only:
             other = "left-to-right" if side == "right" else "right-to-left"
             hint = f" (sync it one way, direction: {_flip(other)}, or drop it)" if m.direction == "two-way" \
@@ -334,10 +334,11 @@ def _check_field(integ: Integration, origin: Origin, i: int, j: int, m: Module, 
             out.error(token, f"{name} is read-only in {app_of[side]} {getattr(m, side)} and cannot be written"
                       f"{hint}{sfx}", "read-only")
         if (side, name) in fields_writes:
-            out.error(token, f"{name} is written by two mappings (also at {fields_writes[(side, name)]}){sfx}",
+            first = fields_writes[(side, name)]
+            out.error(token, f"{name} is written by two mappings (also at {_field_token(*first)}){sfx}",
                       "written-twice")
-        else:
-            fields_writes[(side, name)] = token
+        else:  # where it is written: made into a mark only if a second mapping writes it too
+            fields_writes[(side, name)] = (origin, i, j, side, k, fm)
 
     # split / join
     if len(fm.left) > 1 and len(fm.right) > 1:
@@ -408,6 +409,8 @@ def _check_field(integ: Integration, origin: Origin, i: int, j: int, m: Module, 
                         continue
                     if reason.startswith("picklist values missing"):
                         reason = f"picklist values missing on the destination are rejected: {', '.join(missing[:5])}"
+                if verdict != INCOMPATIBLE and verdict != LOSSY:
+                    continue
                 token = _field_token(origin, i, j, dst_side, 0, fm)
                 if verdict == INCOMPATIBLE:
                     out.error(token, f"{sa} {src.api_name} ({src.type}) cannot be written to {da} {dst.api_name} "
