@@ -58,8 +58,9 @@ class ZohoClient(ClientBase):
         self.base = http.hosts.api + (api_path or ("/bigin/v2" if app == "bigin" else "/crm/v8"))
         self._field_cache: dict[str, list[dict[str, Any]]] = {}
         self._cvids: dict[tuple[str, str], str] = {}
-        # module -> whether its last list_changed read ran in parallel (pages not in Modified_Time order;
-        # a record deleted meanwhile may shift an offset page: the engine re-reads that window)
+        # module -> True once a list_changed read of it ran in parallel (pages not in Modified_Time order;
+        # a record deleted meanwhile may shift an offset page: the engine re-reads that window). Set,
+        # never cleared here: the reader pops it before it reads.
         self.last_read_parallel: dict[str, bool] = {}
 
     # -- reading -------------------------------------------------------------------------------------
@@ -72,15 +73,14 @@ class ZohoClient(ClientBase):
         reads COQL pages (``order by id``, 200 per call, offsets up to 10,000, then the next id chunk)
         up to the connection's concurrency at once; an incremental read takes its first page from the
         list (``sort_by=Modified_Time``) and fans out only when that page says ``more_records``.
-        Pages then come in the order they arrive, not by Modified_Time; ``last_read_parallel`` says
-        so. A view (cvid) read, a module mapping a field COQL cannot answer in the list's shape
+        Pages then come in the order they arrive, not by Modified_Time; ``last_read_parallel[module]``
+        becomes True. A view (cvid) read, a module mapping a field COQL cannot answer in the list's shape
         (lookups, owners, subforms, files...) or a connection limited to one request at a time reads
         the list's pages one after the other, as before."""
         since = as_utc(since)
         names = self._list_fields(module, fields)
         floor = as_utc(filter.created_after) if filter is not None else None
         view = filter.view if filter is not None else None
-        self.last_read_parallel[module] = False
         if not view and self.http.max_concurrency > 1 and self.coql_readable(module, names):
             yield from _ParallelRead(self, module, since, names, floor).pages()
             return

@@ -202,7 +202,9 @@ class ZohoApi:
                 return self.update(req, mod, sub)
             if m == "DELETE":
                 return self.delete(req, mod, sub)
-        elif len(parts) == 3 and parts[1] == "actions" and parts[2] == "count" and self.app == "zoho_crm":
+        elif len(parts) == 3 and parts[1] == "actions" and parts[2] == "count":
+            if self.app != "zoho_crm":  # Bigin documents no record count of a module
+                raise err(404, "INVALID_URL_PATTERN", "Please check if the URL trying to access is a correct one")
             if m != "GET":
                 raise err(400, "INVALID_REQUEST_METHOD", "The http request method type is not a valid one")
             return self.record_count(req, mod)

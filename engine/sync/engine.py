@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 SETTLE = timedelta(seconds=2)
 OVERLAP = timedelta(0)  # extra re-read window behind each cursor (0: the boundary rule above suffices)
 SECOND = timedelta(seconds=1)
+PARALLEL = "parallel-read"  # cursor kind: "<read start>|<read end>|<cursor it read from>" of a parallel read
 READ_AHEAD = 50  # left pages (10,000 records) read while the right side is read, before planning starts
 BUFFER_OPS = 5_000  # ops waiting in the write buffer (most without a write: links) before they are carried out
 SEARCH_LIMIT = 20  # unlinked records per module run looked up by search; beyond, the other side is read once
@@ -267,6 +268,10 @@ class ModuleRun:
         self.history: dict[str, RunRecord] = {}
         self.first: dict[str, _FirstPage] = {}  # side -> its first change page, read early
         self.started: dict[str, datetime] = {}  # side -> when that read started
+        for side in ("left", "right"):  # whether this run reads a side in parallel (offset pages): see below
+            flags = getattr(run.clients[side], "last_read_parallel", None)
+            if isinstance(flags, dict):
+                flags.pop(self.api(side), None)
 
     def api(self, side: str) -> str:
         return getattr(self.module, side)
@@ -288,6 +293,8 @@ class ModuleRun:
                 feeds = {side: pool.submit(feed, side) for side in ("left", "right")}
                 for side in ("left", "right"):
                     self.deleted[side].extend(feeds[side].result())
+            for side in ("left", "right"):
+                self.reread_after_parallel_read(side)
             links = {s: self.store.get_links(self.name, self.module.name, side=s,
                                              ids=[d.id for d in self.deleted[s]]) for s in ("left", "right")}
             assoc: dict[tuple[str, str], int] = {}
@@ -308,6 +315,39 @@ class ModuleRun:
         except AppError as exc:
             self.error = exc
             self.delete_ops = []
+
+    # Parallel reads. A client that reads a module's pages at offsets, all at once (Bigin/CRM COQL),
+    # can miss a record when another one is deleted during the read (the later pages shift by one).
+    # Such a read leaves its time window and the cursor it started from (cursor kind PARALLEL); the
+    # next run, seeing in the deleted feed a deletion inside that window, reads the side again from
+    # that older cursor (no writes: the merge finds the values in place), so no record stays unsynced.
+    # And since such pages are not in Modified_Time order, the cursor never passes the read's start.
+    def parallel_read(self, side: str) -> bool:
+        flags = getattr(self.r.clients[side], "last_read_parallel", None)
+        return bool(isinstance(flags, dict) and flags.get(self.api(side)))
+
+    def reread_after_parallel_read(self, side: str) -> None:
+        raw = self.store.get_cursor(self.name, self.module.name, side, PARALLEL)
+        if not raw:
+            return
+        try:
+            start_s, end_s, prev = raw.split("|", 2)
+            start, end = _parse(start_s), _parse(end_s)
+        except ValueError:
+            return
+        if start is None or end is None:
+            return
+        hits = [d for d in self.deleted[side] if start - SETTLE <= d.deleted_at <= end + SETTLE]
+        if not hits:
+            return
+        log.info("sync %s.%s: %d record(s) of the %s side were deleted during the last run's parallel read; "
+                 "reading its changes again from %s", self.name, self.module.name, len(hits), side,
+                 prev or "the start")
+        self.cursor[side] = prev or None
+        first = self.first.pop(side, None)
+        if first is not None:  # read early from the newer cursor: read again
+            first.discard()
+            self.started.pop(side, None)
 
     def delete_count(self) -> int:
         return sum(1 for o in self.delete_ops if o.kind == "delete")
@@ -549,12 +589,23 @@ class ModuleRun:
             self.r.progress(self.module.name, phase, n, None)
 
     def move_cursors(self) -> None:
+        now = _now(self.r.clock)
         with self.store.transaction():
             for side in ("left", "right"):
                 prev = _parse(self.cursor[side])
                 seen = self.maxmod.get(side)
                 if seen is not None and self.read_start[side] - seen > SETTLE:
                     seen = seen.replace(microsecond=0) + SECOND  # the boundary second has settled
+                parallel = self.parallel_read(side)
+                if parallel and seen is not None:  # a change during the read may sit on a page read before it
+                    seen = min(seen, (self.read_start[side] - SETTLE).replace(microsecond=0))
+                if parallel:
+                    self.store.set_cursor(self.name, self.module.name, side,
+                                          f"{_fmt(self.read_start[side])}|{_fmt(now)}|{self.cursor[side] or ''}",
+                                          PARALLEL)
+                elif not getattr(self, "skipped_read", {}).get(side, True) and \
+                        self.store.get_cursor(self.name, self.module.name, side, PARALLEL):
+                    self.store.set_cursor(self.name, self.module.name, side, "", PARALLEL)
                 if prev is None and seen is None:
                     value = self.r.now - SETTLE
                 else:
