@@ -370,21 +370,7 @@ _STR, _MERGE_TAG = "tag:yaml.org,2002:str", "tag:yaml.org,2002:merge"
 _CORE_TAGS = {_INT, _FLOAT, _BOOL, _NULL, _STR, _MERGE_TAG, "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map",
               "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary"}
 _NOKEY = object()
-
-
-class _Frame:
-    __slots__ = ("is_map", "value", "path", "key", "kpath", "count", "anchor", "merges", "merge_next")
-
-    def __init__(self, is_map: bool, path: Path_, anchor: str | None) -> None:
-        self.is_map = is_map
-        self.value: Any = {} if is_map else []
-        self.path = path
-        self.key: Any = _NOKEY  # mapping: the key waiting for its value
-        self.kpath: Path_ = path  # mapping: the path of that key's entry
-        self.count = 1  # nodes in this subtree (for alias accounting)
-        self.anchor = anchor
-        self.merges: list[tuple[Any, Any]] = []  # (value, parser mark) of each ``<<`` entry
-        self.merge_next = False
+_MISS = object()
 
 
 # Plain (unquoted, untagged) scalars resolve to the same value every time they are written: the
@@ -457,140 +443,173 @@ class _Composer:
             return None
         return ev.value
 
-    def _key(self, f: _Frame, key_text: str | None, pos: Any) -> None:
-        """The key of ``f``'s next entry (``None``: the node cannot be a key)."""
-        f.count += 1
-        if key_text is None:
-            raise _YamlError(self.mark(pos), "a key must be a plain name, not a list, mapping or alias", "complex-key")
-        if key_text == "<<":
-            f.key = "<<"
-            f.kpath = f.path + ("<<",)
-            f.merge_next = True
-            return
-        kpath = f.path + (key_text,)
-        if key_text in f.value:
-            first = self.key_positions.get(kpath)
-            where = f" (first at line {self.mark(first).line})" if first is not None else ""
-            raise _YamlError(self.mark(pos), f'duplicate key "{key_text}"{where}', "duplicate-key")
-        f.key = key_text
-        f.kpath = kpath
-        self.key_positions[kpath] = pos
-
     def document(self, next_event: Any) -> None:
-        """Consume the events of one document, up to and including its DocumentEndEvent."""
+        """Consume the events of one document, up to and including its DocumentEndEvent.
+
+        The innermost open mapping or sequence lives in local variables (it is where nearly every
+        event lands); the enclosing ones wait on ``stack`` as tuples.
+        """
         y = self.yaml
         scalar_ev, alias_ev, map_ev, seq_ev = y.ScalarEvent, y.AliasEvent, y.MappingStartEvent, y.SequenceStartEvent
         end_evs = (y.MappingEndEvent, y.SequenceEndEvent)
         doc_end = y.DocumentEndEvent
-        positions, anchors = self.positions, self.anchors
-        nokey, core_tags = _NOKEY, _CORE_TAGS
-        stack: list[_Frame] = []
-        f: _Frame | None = None  # the innermost open mapping or sequence
+        positions, key_positions, anchors, open_anchors = (self.positions, self.key_positions, self.anchors,
+                                                           self.open_anchors)
+        plain, miss, nokey, core_tags, mark = _PLAIN, _MISS, _NOKEY, _CORE_TAGS, self.mark
+        stack: list[tuple[Any, ...]] = []
+        # the innermost open container: cur is None at the document's top level
+        cur: Any = None
+        is_map = False
+        path: Path_ = ()
+        key: Any = nokey  # mapping: the key waiting for its value
+        kpath: Path_ = ()  # mapping: the path of that entry
+        count = 0  # nodes in the container's subtree (for alias accounting)
+        anchor: str | None = None
+        merges: list[tuple[Any, Any]] = []  # (value, parser mark) of each ``<<`` entry
+        merge_next = False
+        expecting_key = False
         while True:
             ev = next_event()
             cls = ev.__class__
             if cls is scalar_ev:
                 pos = ev.start_mark
-                if f is not None and f.is_map and f.key is nokey:  # a key
-                    if ev.tag is not None and ev.tag != "!" and ev.tag not in core_tags:
-                        raise _YamlError(self.mark(pos), f"the YAML tag {ev.tag} is not allowed in specs", "yaml-tag")
+                tag = ev.tag
+                if expecting_key:
+                    if tag is not None and tag != "!" and tag not in core_tags:
+                        raise _YamlError(mark(pos), f"the YAML tag {tag} is not allowed in specs", "yaml-tag")
                     text = ev.value
                     if ev.anchor:
                         anchors[ev.anchor] = (text, 1)
-                    self._key(f, text if (text or ev.style) else "null", pos)
+                    if not text and not ev.style:
+                        text = "null"
+                    count += 1
+                    if text == "<<":
+                        key, kpath, merge_next = "<<", path + ("<<",), True
+                    else:
+                        kpath = path + (text,)
+                        if text in cur:
+                            self._duplicate(text, kpath, pos)
+                        key = text
+                        key_positions[kpath] = pos
+                    expecting_key = False
                     continue
-                value = self._scalar(ev)
+                if tag is None and ev.implicit[0]:
+                    value = plain.get(ev.value, miss)
+                    if value is miss:
+                        value = self._scalar(ev)
+                else:
+                    value = self._scalar(ev)
                 if ev.anchor:
                     anchors[ev.anchor] = (value, 1)
-                count = 1
+                n = 1
             elif cls is map_ev or cls is seq_ev:
                 pos = ev.start_mark
-                if f is not None and f.is_map and f.key is nokey:
-                    raise _YamlError(self.mark(pos), "a key must be a plain name, not a list or mapping", "complex-key")
-                if len(stack) >= MAX_DEPTH:
-                    raise _YamlError(self.mark(pos), f"nesting deeper than {MAX_DEPTH} levels", "too-deep")
-                if ev.tag is not None and ev.tag != "!" and ev.tag not in core_tags:
-                    raise _YamlError(self.mark(pos), f"the YAML tag {ev.tag.replace('tag:yaml.org,2002:', '!!')} is "
-                                     "not allowed in specs", "yaml-tag")
-                if f is None:
-                    path: Path_ = ()
-                elif f.is_map:
-                    path = f.kpath
+                if expecting_key:
+                    raise _YamlError(mark(pos), "a key must be a plain name, not a list or mapping", "complex-key")
+                if len(stack) + (cur is not None) >= MAX_DEPTH:
+                    raise _YamlError(mark(pos), f"nesting deeper than {MAX_DEPTH} levels", "too-deep")
+                tag = ev.tag
+                if tag is not None and tag != "!" and tag not in core_tags:
+                    raise _YamlError(mark(pos), f"the YAML tag {tag.replace('tag:yaml.org,2002:', '!!')} is not "
+                                     "allowed in specs", "yaml-tag")
+                if cur is None:
+                    new_path: Path_ = ()
                 else:
-                    path = f.path + (len(f.value),)
-                positions[path] = pos
+                    new_path = kpath if is_map else path + (len(cur),)
+                    stack.append((cur, is_map, path, key, kpath, count, anchor, merges, merge_next))
+                positions[new_path] = pos
                 if ev.anchor:
-                    self.open_anchors.add(ev.anchor)
-                f = _Frame(cls is map_ev, path, ev.anchor)
-                stack.append(f)
+                    open_anchors.add(ev.anchor)
+                is_map = cls is map_ev
+                cur = {} if is_map else []
+                path = kpath = new_path
+                key, count, anchor, merges, merge_next = nokey, 1, ev.anchor, [], False
+                expecting_key = is_map
                 continue
             elif cls in end_evs:
-                done = stack.pop()
-                if done.merges:
-                    for src, mpos in done.merges:
-                        for m in (src if isinstance(src, list) else [src]):
-                            if not isinstance(m, dict):
-                                raise _YamlError(self.mark(mpos), "a merge key (<<) takes a mapping or a list of "
-                                                 "mappings", "bad-merge")
-                            for k, v in m.items():
-                                done.value.setdefault(k, v)
-                if done.anchor:
-                    self.open_anchors.discard(done.anchor)
-                    anchors[done.anchor] = (done.value, done.count)
-                f = stack[-1] if stack else None
-                value, count = done.value, done.count
-                if f is None:
+                for src, mpos in merges:
+                    for m in (src if isinstance(src, list) else [src]):
+                        if not isinstance(m, dict):
+                            raise _YamlError(mark(mpos), "a merge key (<<) takes a mapping or a list of mappings",
+                                             "bad-merge")
+                        for k, v in m.items():
+                            cur.setdefault(k, v)
+                if anchor:
+                    open_anchors.discard(anchor)
+                    anchors[anchor] = (cur, count)
+                value, n, done_path = cur, count, path
+                if not stack:
                     self.root = value
+                    cur, is_map, expecting_key = None, False, False
                     continue
-                # the container's own position was recorded when it started
-                f.count += count
-                if f.is_map:
-                    if f.merge_next:
-                        f.merges.append((value, positions[done.path]))
-                        f.merge_next = False
+                cur, is_map, path, key, kpath, count, anchor, merges, merge_next = stack.pop()
+                # the finished container's own position was recorded when it started
+                count += n
+                if is_map:
+                    if merge_next:
+                        merges.append((value, positions[done_path]))
+                        merge_next = False
                     else:
-                        f.value[f.key] = value
-                    f.key = nokey
+                        cur[key] = value
+                    key, expecting_key = nokey, True
                 else:
-                    f.value.append(value)
+                    cur.append(value)
+                    expecting_key = False
                 continue
             elif cls is alias_ev:
                 pos = ev.start_mark
-                if ev.anchor in self.open_anchors:
-                    raise _YamlError(self.mark(pos), "an alias refers to the node that contains it (a recursive "
-                                     "alias)", "recursive-alias")
+                if ev.anchor in open_anchors:
+                    raise _YamlError(mark(pos), "an alias refers to the node that contains it (a recursive alias)",
+                                     "recursive-alias")
                 if ev.anchor not in anchors:
-                    raise _YamlError(self.mark(pos), f'unknown alias "*{ev.anchor}": define &{ev.anchor} before '
-                                     "using it", "unknown-alias")
-                value, count = anchors[ev.anchor]
-                self.alias_nodes += count
+                    raise _YamlError(mark(pos), f'unknown alias "*{ev.anchor}": define &{ev.anchor} before using it',
+                                     "unknown-alias")
+                value, n = anchors[ev.anchor]
+                self.alias_nodes += n
                 if self.alias_nodes > MAX_ALIAS_NODES:
-                    raise _YamlError(self.mark(pos), f"aliases expand to more than {MAX_ALIAS_NODES:,} nodes (an "
-                                     "alias bomb?): write the values out", "alias-bomb")
-                if f is not None and f.is_map and f.key is nokey:
-                    self._key(f, value if isinstance(value, str) else None, pos)
+                    raise _YamlError(mark(pos), f"aliases expand to more than {MAX_ALIAS_NODES:,} nodes (an alias "
+                                     "bomb?): write the values out", "alias-bomb")
+                if expecting_key:
+                    count += 1
+                    if not isinstance(value, str):
+                        raise _YamlError(mark(pos), "a key must be a plain name, not a list, mapping or alias",
+                                         "complex-key")
+                    if value == "<<":
+                        key, kpath, merge_next = "<<", path + ("<<",), True
+                    else:
+                        kpath = path + (value,)
+                        if value in cur:
+                            self._duplicate(value, kpath, pos)
+                        key = value
+                        key_positions[kpath] = pos
+                    expecting_key = False
                     continue
             elif cls is doc_end:
                 return
             else:
                 continue
             # a finished scalar or alias value: record where it is and attach it to its parent
-            if f is None:
+            if cur is None:
                 positions[()] = pos
                 self.root = value
-            elif f.is_map:
-                positions[f.kpath] = pos
-                f.count += count
-                if f.merge_next:
-                    f.merges.append((value, pos))
-                    f.merge_next = False
+            elif is_map:
+                positions[kpath] = pos
+                count += n
+                if merge_next:
+                    merges.append((value, pos))
+                    merge_next = False
                 else:
-                    f.value[f.key] = value
-                f.key = nokey
+                    cur[key] = value
+                key, expecting_key = nokey, True
             else:
-                positions[f.path + (len(f.value),)] = pos
-                f.count += count
-                f.value.append(value)
+                positions[path + (len(cur),)] = pos
+                count += n
+                cur.append(value)
+
+    def _duplicate(self, key: str, kpath: Path_, pos: Any) -> None:
+        first = self.key_positions.get(kpath)
+        where = f" (first at line {self.mark(first).line})" if first is not None else ""
+        raise _YamlError(self.mark(pos), f'duplicate key "{key}"{where}', "duplicate-key")
 
 
 def _ord(c: Any) -> int:
