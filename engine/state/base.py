@@ -56,6 +56,10 @@ class Link:
     synced_at: datetime | None = None
 
 
+# A link as ``put_link_rows`` takes it: (left_id, right_id, left_values, right_values, left_hash, right_hash)
+LinkRow = tuple[str, str, Mapping[str, Any], Mapping[str, Any], str, str]
+
+
 @dataclass(frozen=True, slots=True)
 class RunRecord:
     id: int | None
@@ -135,6 +139,10 @@ class StateStore(Protocol):
     def iter_links(self, integration: str, module: str) -> Iterator[Link]: ...
     def count_links(self, integration: str, module: str) -> int: ...
     def put_links(self, integration: str, module: str, links: Iterable[Link]) -> None: ...
+    # the same upsert for rows (left_id, right_id, left_values, right_values, left_hash, right_hash), all
+    # synced at ``synced_at``: what a sync commits per batch, without a Link value per row
+    def put_link_rows(self, integration: str, module: str, rows: Iterable[LinkRow], *,
+                      synced_at: datetime | None = None) -> None: ...
     def delete_links(self, integration: str, module: str, *, side: str, ids: Iterable[str]) -> None: ...
     def forget_module(self, integration: str, module: str) -> None: ...  # links, cursors, journal
 
@@ -150,6 +158,7 @@ class StateStore(Protocol):
     def add_failure(self, failure: Failure) -> None: ...  # upsert on (integration, module, side, record_id, code): attempts += 1
     def list_failures(self, integration: str | None = None, *, include_resolved: bool = False) -> list[Failure]: ...
     def resolve_failures(self, integration: str, module: str, side: str, record_ids: Iterable[str]) -> None: ...
+    def failing_ids(self, integration: str, module: str) -> dict[str, set[str]]: ...  # side -> unresolved record ids
 
     # --- journal ----------------------------------------------------------------------------------
     def journal_add(self, entry: JournalEntry) -> int: ...

@@ -605,6 +605,15 @@ class SQLStore:
                 self._x("UPDATE failures SET resolved = TRUE WHERE integration = ? AND module = ? AND side = ? "
                         f"AND {condition}", [integration, module, side, *args])
 
+    def failing_ids(self, integration: str, module: str) -> dict[str, set[str]]:
+        """The record ids with an unresolved failure in ``module``, per side: a sync resolves only those
+        (most runs have none, and then need no ``resolve_failures`` at all)."""
+        out: dict[str, set[str]] = {"left": set(), "right": set()}
+        for side, record_id in self._qa("SELECT side, record_id FROM failures WHERE integration = ? AND module = ? "
+                                        "AND NOT resolved", (integration, module)):
+            out.setdefault(side, set()).add(record_id)
+        return out
+
     # --- journal -------------------------------------------------------------------------------------
     def journal_add(self, entry: JournalEntry) -> int:
         with self.transaction():

@@ -44,7 +44,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from engine.errors import LockedError, StateError, TransientStateError
-from engine.state.base import Link, LockInfo
+from engine.state.base import Link, LinkRow, LockInfo
 from engine.state.core import LINK_COLS, LOCK_SELECT, SQLStore, encode_bases, encode_rows, iso, migrations, utc, utcnow
 
 LOCK_KEY = 0x53594E43  # "SYNC": first half of the operation lock's advisory key
@@ -532,32 +532,50 @@ class PostgresStore(SQLStore):
 
         Within one call later links win, as SQLite's row-by-row ``INSERT OR REPLACE`` does.
         """
-        by_left: dict[str, Link] = {}
+        now = None
+        rows = []
+        for ln in links:
+            at = ln.synced_at
+            if at is None:
+                at = now = now or self._clock()
+            rows.append((ln.left_id, ln.right_id, ln.left_values, ln.right_values, ln.left_hash, ln.right_hash, at))
+        self._upsert_links(integration, module, rows)
+
+    def put_link_rows(self, integration: str, module: str, rows: Iterable[LinkRow], *,
+                      synced_at: datetime | None = None) -> None:
+        """``put_links`` of (left_id, right_id, left_values, right_values, left_hash, right_hash) rows, all
+        synced at ``synced_at`` (default: now)."""
+        at = synced_at or self._clock()
+        self._upsert_links(integration, module, [(*r, at) for r in rows])
+
+    def _upsert_links(self, integration: str, module: str, rows: list[tuple[Any, ...]]) -> None:
+        """Rows (left_id, right_id, left_values, right_values, left_hash, right_hash, synced_at), later
+        ones winning."""
+        by_left: dict[str, tuple[Any, ...]] = {}
         right_owner: dict[str, str] = {}
         lefts: set[str] = set()  # every id of the batch, superseded ones too: each insert of the row-by-row
         rights: set[str] = set()  # replace removes the stored links it collides with
-        for ln in links:
-            lefts.add(ln.left_id)
-            rights.add(ln.right_id)
-            old = by_left.pop(ln.left_id, None)
+        for ln in rows:
+            lid, rid = ln[0], ln[1]
+            lefts.add(lid)
+            rights.add(rid)
+            old = by_left.pop(lid, None)
             if old is not None:
-                right_owner.pop(old.right_id, None)
-            other = right_owner.pop(ln.right_id, None)
+                right_owner.pop(old[1], None)
+            other = right_owner.pop(rid, None)
             if other is not None:
                 by_left.pop(other, None)
-            by_left[ln.left_id] = ln
-            right_owner[ln.right_id] = ln.left_id
+            by_left[lid] = ln
+            right_owner[rid] = lid
         if not by_left:
             return
-        now = self._clock()
         last = stamp = None
-        rows = []
-        for ln in by_left.values():
-            at = ln.synced_at or now
+        out = []
+        for lid, rid, lv, rv, lh, rh, at in by_left.values():
             if at is not last:  # a batch's links share their time: format it once
                 last, stamp = at, iso(at)
-            rows.append((ln.left_id, ln.right_id, *encode_bases(ln.left_values, ln.right_values),
-                         ln.left_hash, ln.right_hash, stamp))
+            left, right = encode_bases(lv, rv)
+            out.append((lid, rid, left, right, lh, rh, stamp))
         with self.transaction():
             # The batch goes as JSON text, one parameter per list, unpacked by the server: psycopg's array
             # adaptation costs the client ~1 us per element (~60 us per link in text form, where it escapes
@@ -572,7 +590,7 @@ class PostgresStore(SQLStore):
             self._execute(
                 f"INSERT INTO links (integration, module, {LINK_COLS}) SELECT %s, %s, r->>0, r->>1, r->>2, r->>3, "
                 "r->>4, r->>5, (r->>6)::timestamptz FROM json_array_elements(%s::json) AS r",
-                (integration, module, encode_rows(rows)))
+                (integration, module, encode_rows(out)))
             self._links_written += len(by_left)
             if self._links_written >= self._next_analyze:
                 # fresh statistics after a bulk load (at 1,000, 10,000, 100,000... links written by this store):

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import StateError
-from engine.state.base import Link, LockInfo
+from engine.state.base import Link, LinkRow, LockInfo
 from engine.state.core import LINK_COLS, LOCK_SELECT, SQLStore, encode_bases, iso, migrations, utcnow
 
 BUSY_TIMEOUT_MS = 5000
@@ -239,6 +239,8 @@ class SQLiteStore(SQLStore):
             self._db.execute("DELETE FROM lock WHERE slot = 1")
 
     # --- links -----------------------------------------------------------------------------------------
+    _UPSERT = f"INSERT OR REPLACE INTO links (integration, module, {LINK_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
     def put_links(self, integration: str, module: str, links: Iterable[Link]) -> None:
         """Upsert. A link replaces any link of the same left id *or* the same right id (a relink)."""
         rows = []
@@ -255,6 +257,19 @@ class SQLiteStore(SQLStore):
         if not rows:
             return
         with self.transaction():
-            self._db.executemany(
-                f"INSERT OR REPLACE INTO links (integration, module, {LINK_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows)
+            self._db.executemany(self._UPSERT, rows)
+
+    def put_link_rows(self, integration: str, module: str, rows: Iterable[LinkRow], *,
+                      synced_at: datetime | None = None) -> None:
+        """``put_links`` of (left_id, right_id, left_values, right_values, left_hash, right_hash) rows, all
+        synced at ``synced_at`` (default: now)."""
+        stamp = _ts(synced_at or self._clock())
+        out = []
+        append = out.append
+        for lid, rid, lv, rv, lh, rh in rows:
+            left, right = encode_bases(lv, rv)
+            append((integration, module, lid, rid, left, right, lh, rh, stamp))
+        if not out:
+            return
+        with self.transaction():
+            self._db.executemany(self._UPSERT, out)

@@ -38,7 +38,7 @@ from engine.spec.model import Integration, Module
 from engine.state.base import JournalEntry, Link, RunRecord, StateStore
 from engine.sync.mapping import CONFLICT_SKIPPED, ModuleMapper, other
 from engine.sync.plan import TOMBSTONE, Op, PlanInput, plan_changes, plan_deletes, probe_values
-from engine.sync.executor import BATCH, Executor, _Buffer, _now
+from engine.sync.executor import BATCH, Executor, _Buffer, _now, journal_source_values
 from engine.sync.spill import Workset
 from engine.sync.report import ModuleReport, SyncReport
 
@@ -678,7 +678,7 @@ class ModuleRun:
             if match is None:
                 continue  # never created: this run's plan creates it again
             snap_t = self.m.snapshot(target, match.values)
-            snap_s = dict(item.get("source_values") or {})
+            snap_s = journal_source_values(item)
             found_links.append(Link(left_id=sid if src == "left" else match.id,
                                     right_id=match.id if src == "left" else sid,
                                     left_values=snap_s if src == "left" else snap_t,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from engine.apps.base import WriteResult
 from engine.errors import AppError, AuthError, SyncError
-from engine.state.base import Failure, JournalEntry, Link
+from engine.state.base import Failure, JournalEntry, LinkRow
 from engine.sync.mapping import CONFLICT_SKIPPED, MANDATORY_MISSING, REJECTED_BY_APP, other
 from engine.sync.plan import TOMBSTONE, Op
 from engine.sync.report import OP_TO_COUNT, SAMPLES_PER_KIND, sample_of
@@ -79,30 +79,56 @@ class _Buffer:
         self.ex.execute(ops)
 
 
+def _same_plain(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """``a`` and ``b`` hold the same values and would encode alike: equal, every value a string or None
+    (``1 == 1.0 == True`` compare equal but encode differently)."""
+    if a is not b and a != b:
+        return False
+    for v in a.values():
+        if v is not None and v.__class__ is not str:
+            return False
+    return True
+
+
 def journal_payload(ops: list[Op]) -> tuple[dict[str, Any], ...]:
     """What a write batch journals before it is sent, per record.
 
     A create carries what a killed run needs to find it on the target before creating it again
     (``resolve_creates``): the source id, the match keys to search by, the values written (a hit must
-    hold them) and the source's merge base (the link made from a hit). An update or a delete needs
-    none of it (the next run reads its source again and the merge sees what landed), only the ids.
-    The values are the op's own dicts, not copies: the store encodes them before the batch is sent.
+    hold them) and the source's merge base (the link made from a hit), left out when it is the values
+    themselves (a field copied to one of the same name: the common case; half the payload). An update
+    or a delete needs none of it (the next run reads its source again and the merge sees what landed),
+    only the ids. The values are the op's own dicts, not copies: the store encodes them before the
+    batch is sent.
     """
     if not ops:
         return ()
     if ops[0].kind != "create":
         return tuple({"source_id": o.source_id, "target_id": o.target_id} for o in ops)
     out = []
+    append = out.append
     for o in ops:
         link = o.link
-        if link is None:
-            src: Mapping[str, Any] = {}
-        else:
-            src = link.left_values if o.target == "right" else link.right_values
         values = o.values
-        out.append({"source_id": o.source_id, "values": values if values.__class__ is dict else dict(values),
-                    "keys": o.keys, "source_values": src if src.__class__ is dict else dict(src)})
+        if values.__class__ is not dict:
+            values = dict(values)
+        if link is None:
+            append({"source_id": o.source_id, "values": values, "keys": o.keys, "source_values": {}})
+            continue
+        src = link.left_values if o.target == "right" else link.right_values
+        if _same_plain(src, values):
+            append({"source_id": o.source_id, "values": values, "keys": o.keys})
+        else:
+            append({"source_id": o.source_id, "values": values, "keys": o.keys,
+                    "source_values": src if src.__class__ is dict else dict(src)})
     return tuple(out)
+
+
+def journal_source_values(item: Mapping[str, Any]) -> dict[str, Any]:
+    """The source's merge base a journalled create carries (``journal_payload``): its
+    ``source_values``, or its ``values`` when those were left out for being the same."""
+    src = item["source_values"] if "source_values" in item else item.get("values")
+    return dict(src or {})
 
 
 class _LazyRedactor:
@@ -124,6 +150,7 @@ class Executor:
         self.store = mr.store
         self.name = mr.name
         self.module = mr.module
+        self._failing_ids: dict[str, set[str]] | None = None
 
     def count(self, op: Op, kind: str | None = None) -> None:
         kind = kind or op.kind
@@ -135,8 +162,21 @@ class Executor:
         rep.counts[d][OP_TO_COUNT[kind]] += 1
         got = rep.samples.get(kind)
         if got is None or len(got) < SAMPLES_PER_KIND:
-            kinds = {n: self.mr.m.info(op.target, n).kind for n in op.values}
-            rep.sample(kind, sample_of(op, kinds))
+            self.sample(op, kind)
+
+    def sample(self, op: Op, kind: str) -> None:
+        kinds = {n: self.mr.m.info(op.target, n).kind for n in op.values}
+        self.mr.rep.sample(kind, sample_of(op, kinds))
+
+    def _failing(self) -> dict[str, set[str]] | None:
+        """The record ids of this module with an unresolved failure, per side, read once per module run
+        and kept up to date by ``execute`` (None: the store cannot tell, so every synced id is resolved)."""
+        if self._failing_ids is None:
+            get = getattr(self.store, "failing_ids", None)
+            if get is None:
+                return None
+            self._failing_ids = get(self.name, self.module.name)
+        return self._failing_ids
 
     def execute(self, ops: list[Op]) -> None:
         if not ops:
@@ -150,40 +190,56 @@ class Executor:
         writes = [o for o in ops if o.kind in _WRITES]
         results, entry_of, sent = self.send(writes)
         failed_pairs = {op.pair for op, res in zip(writes, results) if not res.ok and op.pair}
-        put: list[Link] = []
+        rows: list[LinkRow] = []  # the links to put, as rows: a sync puts one per record written
+        put = rows.append
         failures: list[Failure] = []
         resolved: dict[str, list[str]] = {"left": [], "right": []}
+        resolved_left, resolved_right = resolved["left"], resolved["right"]
         unlink: dict[str, list[str]] = {"left": [], "right": []}
         now = _now(self.r.clock)
         done_pairs: set[str] = set()
         entries = {e.id for e in sent}
         count = self.count
+        rep = self.mr.rep
+        tally = rep.counts
+        samples = rep.samples
         for i, (op, res) in enumerate(zip(writes, results)):
             target = op.target
-            src = "left" if target == "right" else "right"
             if res.ok:
-                count(op)
-                if op.kind == "delete":
-                    unlink[src].append(op.source_id or "")
+                kind = op.kind
+                # self.count(op), inline: one per record written
+                tally["left-to-right" if target == "right" else "right-to-left"][OP_TO_COUNT[kind]] += 1
+                got = samples.get(kind)
+                if got is None or len(got) < SAMPLES_PER_KIND:
+                    self.sample(op, kind)
+                if kind == "delete":
+                    unlink["left" if target == "right" else "right"].append(op.source_id or "")
                     continue
                 pair = op.pair
                 if not pair or pair in failed_pairs or pair in done_pairs:
                     continue
                 done_pairs.add(pair)
                 link = op.link
-                if link is not None:
-                    lid, rid = link.left_id, link.right_id
-                    if op.kind == "create":  # the new record's id completes the link
-                        if target == "right":
+                if target == "right":
+                    if link is not None:
+                        rid = link.right_id
+                        if kind == "create":  # the new record's id completes the link
                             rid = res.id or ""
-                        else:
+                        put((link.left_id, rid, link.left_values, link.right_values, link.left_hash,
+                             link.right_hash))
+                        resolved_right.append(rid)  # its partner too
+                    resolved_left.append(op.source_id or "")
+                else:
+                    if link is not None:
+                        lid = link.left_id
+                        if kind == "create":
                             lid = res.id or ""
-                    put.append(Link(left_id=lid, right_id=rid, left_values=link.left_values,
-                                    right_values=link.right_values, left_hash=link.left_hash,
-                                    right_hash=link.right_hash, synced_at=now))
-                    resolved[target].append(rid if target == "right" else lid)  # its partner too
-                resolved[src].append(op.source_id or "")
+                        put((lid, link.right_id, link.left_values, link.right_values, link.left_hash,
+                             link.right_hash))
+                        resolved_left.append(lid)
+                    resolved_right.append(op.source_id or "")
                 continue
+            src = "left" if target == "right" else "right"
             code = MANDATORY_MISSING if res.code in ("MANDATORY_NOT_FOUND", "MANDATORY_MISSING") else REJECTED_BY_APP
             count(op, "fail")
             failures.append(Failure(id=None, integration=self.name, module=self.module.name,
@@ -196,49 +252,62 @@ class Executor:
             e = entry_of[i]
             if e is not None and op.kind == "create" and (res.transient or res.details.get("request_level")):
                 entries.discard(e.id)  # it may have landed: the next run looks it up before creating again
-        for op in ops:
-            if op.kind == "link":
-                if op.code != "refresh":
-                    self.count(op)
-                link = op.link
-                put.append(Link(left_id=link.left_id, right_id=link.right_id, left_values=link.left_values,  # type: ignore[union-attr]
-                                right_values=link.right_values, left_hash=link.left_hash,  # type: ignore[union-attr]
-                                right_hash=link.right_hash, synced_at=now))  # type: ignore[union-attr]
-                resolved[op.side].append(op.source_id or "")
-                if op.code != "refresh" and op.link is not None:  # linked: neither side is failing any more
-                    resolved["left"].append(op.link.left_id)
-                    resolved["right"].append(op.link.right_id)
-            elif op.kind == "unlink":
-                self.count(op)
-                src = other(op.target)
-                unlink[src].append(op.source_id or "")
-                if op.code != "both-deleted":  # the partner stays: keep a tombstone so it is never revived
-                    lid = TOMBSTONE + (op.source_id or "") if src == "left" else op.target_id
-                    rid = op.target_id if src == "left" else TOMBSTONE + (op.source_id or "")
-                    put.append(Link(left_id=lid or "", right_id=rid or "", synced_at=now))
-            elif op.kind in ("fail", "conflict") and (op.kind == "fail" or op.code == CONFLICT_SKIPPED):
-                self.count(op)
-                failures.append(Failure(id=None, integration=self.name, module=self.module.name, side=op.target,
-                                        record_id=op.source_id or "", code=op.code, message=op.message,
-                                        first_seen=now, last_seen=now))
-            elif op.kind in ("conflict", "skip"):
-                self.count(op)
-        with self.store.transaction():
+        if len(writes) != len(ops):
+            for op in ops:
+                kind = op.kind
+                if kind in _WRITES:
+                    continue
+                if kind == "link":
+                    if op.code != "refresh":
+                        count(op)
+                    link = op.link
+                    put((link.left_id, link.right_id, link.left_values, link.right_values,  # type: ignore[union-attr]
+                         link.left_hash, link.right_hash))  # type: ignore[union-attr]
+                    resolved[op.side].append(op.source_id or "")
+                    if op.code != "refresh" and link is not None:  # linked: neither side is failing any more
+                        resolved_left.append(link.left_id)
+                        resolved_right.append(link.right_id)
+                elif kind == "unlink":
+                    count(op)
+                    src = other(op.target)
+                    unlink[src].append(op.source_id or "")
+                    if op.code != "both-deleted":  # the partner stays: keep a tombstone so it is never revived
+                        lid = TOMBSTONE + (op.source_id or "") if src == "left" else op.target_id
+                        rid = op.target_id if src == "left" else TOMBSTONE + (op.source_id or "")
+                        put((lid or "", rid or "", {}, {}, "", ""))
+                elif kind in ("fail", "conflict") and (kind == "fail" or op.code == CONFLICT_SKIPPED):
+                    count(op)
+                    failures.append(Failure(id=None, integration=self.name, module=self.module.name,
+                                            side=op.target, record_id=op.source_id or "", code=op.code,
+                                            message=op.message, first_seen=now, last_seen=now))
+                elif kind in ("conflict", "skip"):
+                    count(op)
+        failing = self._failing()
+        store, name, module = self.store, self.name, self.module.name
+        with store.transaction():
             for side in ("left", "right"):
                 if unlink[side]:
-                    self.store.delete_links(self.name, self.module.name, side=side, ids=unlink[side])
-            if put:
-                self.store.put_links(self.name, self.module.name, put)
+                    store.delete_links(name, module, side=side, ids=unlink[side])
+            if rows:
+                store.put_link_rows(name, module, rows, synced_at=now)
             for f in failures:
-                self.store.add_failure(f)
+                store.add_failure(f)
+                if failing is not None:
+                    failing.setdefault(f.side, set()).add(f.record_id)
             for side in ("left", "right"):
-                ids = [i for i in resolved[side] if i]
+                if failing is None:
+                    ids = [i for i in resolved[side] if i]
+                else:  # only the ids that have a failure to resolve (most runs: none, and no query)
+                    fs = failing.get(side)
+                    ids = [i for i in resolved[side] if i and i in fs] if fs else []
                 if ids:
-                    self.store.resolve_failures(self.name, self.module.name, side, ids)
+                    store.resolve_failures(name, module, side, ids)
+                    if failing is not None:
+                        failing[side].difference_update(ids)
             for eid in entries:
-                self.store.journal_done(eid)  # type: ignore[arg-type]
-        if unlink["left"] or unlink["right"] or put:
-            self.r.resolver.forget(self.module.name)
+                store.journal_done(eid)  # type: ignore[arg-type]
+        if unlink["left"] or unlink["right"] or rows:
+            self.r.resolver.forget(module)
 
     def send(self, writes: list[Op]) -> tuple[list[WriteResult], list[JournalEntry | None], list[JournalEntry]]:
         """Every write batch journalled, then sent concurrently. Returns one result and one journal entry

@@ -227,6 +227,36 @@ def test_a_relink_replaces_the_link_of_either_id(store):
     assert [(ln.left_id, ln.right_id) for ln in store.iter_links("i", "m")] == [("l1", "r2")]
 
 
+def test_link_rows_are_links_synced_at_one_time(store, clock):
+    store.put_link_rows("i", "m", [("l1", "r1", {"E": "a@x.io"}, {"E": "a@x.io"}, "lh", "rh"),
+                                   ("l2", "r2", {"n": 1}, {"n": 1.0}, "", "")], synced_at=clock.now)
+    clock.advance(minutes=1)
+    store.put_link_rows("i", "m", [("l3", "r3", {}, {}, "", "")])  # no time given: now
+    got = store.get_links("i", "m", side="left", ids=["l1", "l2", "l3"])
+    assert (got["l1"].right_id, got["l1"].left_values, got["l1"].right_values, got["l1"].left_hash,
+            got["l1"].right_hash) == ("r1", {"E": "a@x.io"}, {"E": "a@x.io"}, "lh", "rh")
+    assert type(got["l2"].right_values["n"]) is float
+    assert got["l1"].synced_at == got["l2"].synced_at == clock.now - timedelta(minutes=1)
+    assert got["l3"].synced_at == clock.now
+    # an upsert like put_links: a row replaces the link of either of its ids, later rows win
+    store.put_link_rows("i", "m", [("l1", "r2", {}, {}, "", ""), ("l9", "r9", {}, {}, "", ""),
+                                   ("l9", "r8", {"v": 2}, {}, "", "")])
+    assert [(ln.left_id, ln.right_id) for ln in store.iter_links("i", "m")] == [("l1", "r2"), ("l3", "r3"),
+                                                                               ("l9", "r8")]
+    store.put_link_rows("i", "m", [])
+    assert store.count_links("i", "m") == 3
+
+
+def test_failing_ids_are_the_unresolved_failures_of_one_module(store):
+    assert store.failing_ids("i", "contacts") == {"left": set(), "right": set()}
+    for side, rid, module in (("left", "L1", "contacts"), ("left", "L2", "contacts"), ("right", "R1", "contacts"),
+                              ("left", "X", "deals")):
+        store.add_failure(Failure(None, "i", module, side, rid, "REJECTED_BY_APP", "no"))
+    store.add_failure(Failure(None, "j", "contacts", "left", "J1", "REJECTED_BY_APP", "no"))
+    store.resolve_failures("i", "contacts", "left", ["L2"])
+    assert store.failing_ids("i", "contacts") == {"left": {"L1"}, "right": {"R1"}}
+
+
 def test_forget_module_keeps_other_modules(store):
     store.put_links("i", "a", [Link("l", "r")])
     store.put_links("i", "b", [Link("l", "r")])
