@@ -56,6 +56,31 @@ class Link:
     synced_at: datetime | None = None
 
 
+def _link_maker() -> Any:
+    new = object.__new__
+    s0, s1, s2, s3, s4, s5, s6 = (Link.__dict__[name].__set__ for name in (
+        "left_id", "right_id", "left_values", "right_values", "left_hash", "right_hash", "synced_at"))
+
+    def make_link(left_id: str, right_id: str, left_values: Mapping[str, Any], right_values: Mapping[str, Any],
+                  left_hash: str = "", right_hash: str = "", synced_at: datetime | None = None) -> Link:
+        """``Link(left_id, right_id, ...)`` in half the time (the slots are set directly instead of through
+        the frozen dataclass's ``__init__``): a sync makes one per link read and per record planned."""
+        link = new(Link)
+        s0(link, left_id)
+        s1(link, right_id)
+        s2(link, left_values)
+        s3(link, right_values)
+        s4(link, left_hash)
+        s5(link, right_hash)
+        s6(link, synced_at)
+        return link
+
+    return make_link
+
+
+make_link = _link_maker()
+
+
 # A link as ``put_link_rows`` takes it: (left_id, right_id, left_values, right_values, left_hash, right_hash)
 LinkRow = tuple[str, str, Mapping[str, Any], Mapping[str, Any], str, str]
 

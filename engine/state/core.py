@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from json.scanner import make_scanner
 from typing import Any
 
-from engine.state.base import Deployed, Failure, JournalEntry, Link, LockInfo, RunRecord
+from engine.state.base import Deployed, Failure, JournalEntry, Link, LockInfo, RunRecord, make_link
 
 try:
     from json.encoder import c_make_encoder as _c_make_encoder
@@ -37,6 +37,7 @@ except ImportError:  # pragma: no cover - CPython always has _json
 from json.encoder import encode_basestring as _unicode, encode_basestring_ascii as _ascii
 
 _scan = make_scanner(json.JSONDecoder())
+_NOTHING = object()
 
 
 def _encoder(sort_keys: bool, ensure_ascii: bool = True) -> Any:
@@ -472,7 +473,23 @@ class SQLStore:
     # --- links ---------------------------------------------------------------------------------------
     def _link(self, row: Any) -> Link:
         left, right = decode_bases(row[2], row[3])
-        return Link(row[0], row[1], left, right, row[4], row[5], self._dt(row[6]))
+        return make_link(row[0], row[1], left, right, row[4], row[5], self._dt(row[6]))
+
+    def _links(self, rows: Iterable[Any]) -> Iterator[Link]:
+        """``_link`` of each row (a sync reads a link per record): a batch's links share their time,
+        parsed once."""
+        dt = self._dt
+        last: Any = _NOTHING
+        at = None
+        for lid, rid, left, right, lh, rh, synced in rows:
+            if synced != last:
+                last, at = synced, dt(synced)
+            lv = decode_json(left)
+            if right == left and lv.__class__ is dict and left.count("{") == 1 and "[" not in left:
+                rv = dict(lv)  # a flat object: a copy is the second decoding
+            else:
+                rv = decode_json(right)
+            yield make_link(lid, rid, lv, rv, lh, rh, at)
 
     def get_link(self, integration: str, module: str, *, left_id: str | None = None,
                  right_id: str | None = None) -> Link | None:
@@ -485,19 +502,22 @@ class SQLStore:
 
     def get_links(self, integration: str, module: str, *, side: str, ids: Iterable[str]) -> dict[str, Link]:
         column = side_column(side)
-        key = 0 if side == "left" else 1
         found: dict[str, Link] = {}
-        link = self._link
         for condition, args in self._in(column, list(dict.fromkeys(ids))):
-            for row in self._qa(f"SELECT {LINK_COLS} FROM links WHERE integration = ? AND module = ? AND {condition}",
-                                [integration, module, *args]):
-                found[row[key]] = link(row)
+            rows = self._qa(f"SELECT {LINK_COLS} FROM links WHERE integration = ? AND module = ? AND {condition}",
+                            [integration, module, *args])
+            if side == "left":
+                for link in self._links(rows):
+                    found[link.left_id] = link
+            else:
+                for link in self._links(rows):
+                    found[link.right_id] = link
         return found
 
     def iter_links(self, integration: str, module: str) -> Iterator[Link]:
         rows = self._qa(f"SELECT {LINK_COLS} FROM links WHERE integration = ? AND module = ? "
                         f"ORDER BY left_id{self._ORDER_C}", (integration, module))
-        return iter([self._link(r) for r in rows])
+        return iter(list(self._links(rows)))
 
     def count_links(self, integration: str, module: str) -> int:
         return int(self._q1("SELECT COUNT(*) FROM links WHERE integration = ? AND module = ?", (integration, module))[0])

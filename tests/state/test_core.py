@@ -63,3 +63,20 @@ def test_decode_reads_what_encode_wrote_and_what_json_accepts():
     assert left == right == {"a": "x", "b": None} and left is not right
     left, right = decode_bases('{"a":[1]}', '{"a":[1]}')
     assert left == right and left["a"] is not right["a"]  # nested values are never shared
+
+
+def test_make_link_is_a_link_like_any_other():
+    import dataclasses
+
+    import pytest
+
+    from engine.state.base import Link, make_link
+
+    at = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    made = make_link("l1", "r1", {"a": "1"}, {"A": "1"}, "lh", "rh", at)
+    built = Link("l1", "r1", {"a": "1"}, {"A": "1"}, "lh", "rh", at)
+    assert made == built and repr(made) == repr(built)
+    assert make_link("l", "r", {}, {}) == Link("l", "r")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.right_id = "r2"  # type: ignore[misc]
+    assert dataclasses.replace(made, right_id="r2").right_id == "r2"
