@@ -77,7 +77,8 @@ def _check_workspace(paths: Iterable[str | os.PathLike[str]], *, variables: Mapp
     diags: list[Diagnostic] = []
     values, d = loader.read_variables(tuple(str(v) for v in var_files), dict(variables), base)
     diags += d
-    files, d = loader.discover(tuple(paths), base)
+    resolved: dict[Path, Path] = {}
+    files, d = loader.discover(tuple(paths), base, resolved=resolved)
     diags += d
     integrations = []
     connections = []
@@ -85,7 +86,7 @@ def _check_workspace(paths: Iterable[str | os.PathLike[str]], *, variables: Mapp
     broken: set[str] = set()
     base_resolved = base.resolve()
     for f in files:
-        shown = loader.display_path(f, base, resolved_root=base_resolved)
+        shown = loader.display_path(f, base, resolved_root=base_resolved, resolved=resolved.get(f))
         shown_files.append(shown)
         docs, d = loader.load_file(f, shown, values)
         diags += d

@@ -102,20 +102,39 @@ def _diag(file: str, line: int, col: int, message: str, code: str) -> Diagnostic
 
 
 # --------------------------------------------------------------------------------------- discovery
-def display_path(path: Path, root: Path, *, resolved_root: Path | None = None) -> str:
-    """``path`` relative to ``root`` (both resolved; pass ``resolved_root`` to resolve it once for many)."""
+def display_path(path: Path, root: Path, *, resolved_root: Path | None = None, resolved: Path | None = None) -> str:
+    """``path`` relative to ``root``, both resolved (``resolved_root``, ``resolved``: already resolved)."""
     try:
-        return str(path.resolve().relative_to(resolved_root or root.resolve()))
+        return str((resolved or path.resolve()).relative_to(resolved_root or root.resolve()))
     except ValueError:
         return str(path)
 
 
-def discover(paths: tuple[str | os.PathLike[str], ...], root: Path) -> tuple[list[Path], list[Diagnostic]]:
+def _resolver() -> Any:
+    """``Path.resolve`` for many files: each folder is resolved once, and a file name only when the
+    file is itself a symlink (resolving a path costs a system call per component)."""
+    folders: dict[Path, str] = {}
+
+    def resolve(f: Path) -> Path:
+        if os.path.islink(f):
+            return f.resolve()
+        parent = f.parent
+        real = folders.get(parent)
+        if real is None:
+            real = folders[parent] = os.path.realpath(parent)
+        return Path(real, f.name)
+
+    return resolve
+
+
+def discover(paths: tuple[str | os.PathLike[str], ...], root: Path, *, resolved: dict[Path, Path] | None = None,
+             ) -> tuple[list[Path], list[Diagnostic]]:
     """The spec files under ``paths`` (files or folders; default ``integrations/``), sorted.
 
     Folders are searched recursively for ``*.yaml``/``*.yml``, skipping ``vars/`` folders directly
     under a searched folder (``integrations/vars/`` holds template variables, not specs) and hidden
-    folders.
+    folders. A file reached twice (a symlink, or a folder given twice) is listed once. ``resolved``,
+    when given, receives each listed file's resolved path.
     """
     diags: list[Diagnostic] = []
     files: list[Path] = []
@@ -139,11 +158,14 @@ def discover(paths: tuple[str | os.PathLike[str], ...], root: Path) -> tuple[lis
             diags.append(_diag(str(p), 1, 1, f"no such file or folder: {p}{hint}", "no-such-path"))
     seen: set[Path] = set()
     unique = []
+    resolve = _resolver()
     for f in files:
-        r = f.resolve()
+        r = resolve(f)
         if r not in seen:
             seen.add(r)
             unique.append(f)
+            if resolved is not None:
+                resolved[f] = r
     return unique, diags
 
 

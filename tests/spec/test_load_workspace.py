@@ -146,3 +146,27 @@ def test_field_templates_are_kept_for_sync_time(tmp_path: Path) -> None:
     ws, _ = load_workspace(root=tmp_path, variables={"name": "desk-bigin"})
     title = next(fm for fm in ws.integration("desk-bigin").modules[0].fields if fm.key == "Title")  # type: ignore
     assert title.template == "{{ record.firstName }}"
+
+
+def test_symlinked_specs_are_read_once_and_named_by_their_target(tmp_path: Path) -> None:
+    from engine.spec.loader import discover
+
+    specs = tmp_path / "integrations"
+    (specs / "sub").mkdir(parents=True)
+    (specs / "connections.yaml").write_text(CONNECTIONS)
+    (specs / "sub" / "desk-bigin.yaml").write_text(DESK_BIGIN)
+    (specs / "a-link.yaml").symlink_to(specs / "sub" / "desk-bigin.yaml")  # the same spec twice
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "x.yaml").write_text("not: read\n")
+    (specs / "linked-folder").symlink_to(tmp_path / "elsewhere", target_is_directory=True)  # not followed
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "integrations").symlink_to(specs, target_is_directory=True)
+
+    resolved: dict[Path, Path] = {}
+    files, diags = discover((), tmp_path / "real", resolved=resolved)
+    assert diags == []
+    assert [f.name for f in files] == ["a-link.yaml", "connections.yaml"]  # desk-bigin.yaml is a-link's target
+    assert resolved == {f: f.resolve() for f in files}
+    ws, _ = load_workspace(root=tmp_path)  # named relative to the root, by where they really are
+    assert ws.files == ("integrations/sub/desk-bigin.yaml", "integrations/connections.yaml")
+    assert [i.name for i in ws.integrations] == ["desk-bigin"]
