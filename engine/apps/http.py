@@ -345,7 +345,7 @@ class HttpLayer:
     def _send(self, method: str, url: str, *, module: str, op: str, auth: bool, params: Any = None,
               content: bytes | None = None, data: Any = None,
               headers: Mapping[str, str] | None = None) -> httpx.Response:
-        refreshed = False
+        refreshed = 0  # forced refreshes for this request: a second when its fresh token was revoked too
         attempt = 0
         while True:
             attempt += 1
@@ -393,9 +393,9 @@ class HttpLayer:
                 status = response.status_code
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("%s %s %s -> %s", self.connection, method, httpx.URL(url).path, status)
-                if status == 401 and token is not None and self.tokens is not None and not refreshed \
+                if status == 401 and token is not None and self.tokens is not None and refreshed < 2 \
                         and self._is_invalid_token(response):
-                    refreshed = True
+                    refreshed += 1
                     self.tokens.invalidate(token)
                     log.info("%s: access token rejected (%s %s); refreshing once",
                              self.connection, module, op)

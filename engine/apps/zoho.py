@@ -531,10 +531,14 @@ class _ParallelRead:
             records, more = self.page(self._where(self.since, None), 0)
             chunk0.seen.update(r.id for r in records)
             kept = self._changed(records)
+            if not more or not records:
+                if count_future is not None:  # asked with page 0: it ends within the read, unused
+                    count_future.exception()
+                if kept:
+                    yield kept
+                return
             if kept:
                 yield kept
-            if not more or not records:
-                return
             self.c.last_read_parallel[self.module] = True
             total = count_future.result() if count_future is not None else self.count(self.since)
             total = max(total, COQL_PAGE + 1)  # page 0 said more_records

@@ -32,6 +32,8 @@ CREATE TABLE IF NOT EXISTS records (
 );
 CREATE INDEX IF NOT EXISTS records_modified ON records (app, module, deleted, modified, id);
 CREATE INDEX IF NOT EXISTS records_seq ON records (app, module, deleted, seq);
+-- COQL pages (order by id, offset, optionally modified >= ?) walk this index alone, no table lookups
+CREATE INDEX IF NOT EXISTS records_id_modified ON records (app, module, deleted, id, modified);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS keys (
     app TEXT NOT NULL, module TEXT NOT NULL, field TEXT NOT NULL, value TEXT NOT NULL, id TEXT NOT NULL,

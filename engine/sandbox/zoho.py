@@ -424,8 +424,11 @@ class ZohoApi:
         if q.count:
             n = self.ctx.store.count(self.app, mod.api_name, where=q.where, params=q.params)
             return json_response(200, {"data": [{"COUNT(id)": n}], "info": {"count": 1, "more_records": False}})
-        rows = self.ctx.store.query(self.app, mod.api_name, where=q.where, params=q.params, order=q.order,
-                                    limit=q.limit + 1, offset=q.offset)
+        # the page's ids first (an index walk: no record is decoded or sorted whole), then its records
+        inner = f"SELECT id FROM records WHERE app=? AND module=? AND deleted IS NULL" + (
+            f" AND ({q.where})" if q.where else "") + f" ORDER BY {q.order} LIMIT {q.limit + 1} OFFSET {q.offset}"
+        rows = self.ctx.store.query(self.app, mod.api_name, where=f"id IN ({inner})",
+                                    params=(self.app, mod.api_name, *q.params), order=q.order)
         more = len(rows) > q.limit
         rows = rows[:q.limit]
         if not rows:

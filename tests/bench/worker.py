@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import time
@@ -45,6 +46,39 @@ def _http() -> Any:
     return http
 
 
+def _trace_calls(path: str | None) -> None:
+    """With ``SYNCFORM_BENCH_TRACE=FILE``: every API call's start and end (seconds since the first
+    call), connection, module and operation, one JSON line each, written at exit: where a run waits."""
+    if not path:
+        return
+    import atexit
+    import threading
+
+    from engine.apps import http
+
+    rows: list[tuple[float, float, str, str, str]] = []
+    lock = threading.Lock()
+    original = http.HttpLayer.request
+    t0 = time.perf_counter()
+
+    def request(self: Any, method: str, url: str, *, module: str, op: str, **kw: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return original(self, method, url, module=module, op=op, **kw)
+        finally:
+            with lock:
+                rows.append((start - t0, time.perf_counter() - t0, self.connection, module, op))
+
+    http.HttpLayer.request = request  # type: ignore[method-assign]
+
+    def dump() -> None:
+        with open(f"{path}.{os.getpid()}", "w") as f:
+            for r in sorted(rows):
+                f.write(json.dumps(r) + "\n")
+
+    atexit.register(dump)
+
+
 def run(root: str, state_url: str, name: str, *, profile: str | None = None,
         trace_memory: bool = False) -> dict[str, Any]:
     from engine.sync import sync_integration
@@ -52,6 +86,7 @@ def run(root: str, state_url: str, name: str, *, profile: str | None = None,
     from engine.workspace import open_session
 
     rss_before = _rss_kb()
+    _trace_calls(os.environ.get("SYNCFORM_BENCH_TRACE"))
     session = open_session(root=root, state_url=state_url)
     prof = None
     if trace_memory:
