@@ -10,8 +10,6 @@ The CLI parses and renders; everything that decides lives here and below.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -119,6 +117,8 @@ def open_session(*, root: str | os.PathLike[str] = ".", state_url: str = "sqlite
 
 
 def who() -> str:
+    import socket
+
     from engine.state.sqlite import _whoami
 
     return f"{_whoami()}@{socket.gethostname()}"
@@ -126,6 +126,8 @@ def who() -> str:
 
 def git_commit(root: str | os.PathLike[str]) -> str | None:
     """The commit the specs come from: ``GITHUB_SHA`` in Actions, else ``git rev-parse HEAD``."""
+    import subprocess
+
     if os.environ.get("GITHUB_SHA"):
         return os.environ["GITHUB_SHA"]
     try:
