@@ -39,7 +39,7 @@ from engine.apps.base import Record
 from engine.state.base import Link
 from engine.sync.mapping import ModuleMapper, other
 from engine.sync.executor import BATCH
-from engine.sync.plan import MatchIndex, Op, PlanInput, probe_values
+from engine.sync.plan import MatchIndex, Op, PlanInput, fast_constructor, new_link, probe_values
 
 # records (and links, and held-back ops: each weighs about as much) held in memory before spilling:
 # ~60 MB; a 10k-per-side first sync (20k records and their ops) stays in memory
@@ -105,6 +105,9 @@ def _link_load(blob: bytes) -> Link:
     return _link_of(pickle.loads(blob))  # type: ignore[return-value]
 
 
+_new_record = fast_constructor(Record)
+
+
 class _Packer:
     """Records and links as compact bytes (``marshal`` of their values in the order of their keys, the
     key tuples kept once per shape; times as integer microseconds) and back, exactly. Anything that
@@ -138,8 +141,8 @@ class _Packer:
         if blob.__class__ is not bytes:
             return blob
         shape, vals, mod, cr = marshal.loads(blob)
-        return Record(rid, dict(zip(self.keys[shape], vals)), _EPOCH + timedelta(microseconds=mod),
-                      None if cr is None else _EPOCH + timedelta(microseconds=cr))
+        return _new_record(rid, dict(zip(self.keys[shape], vals)), _EPOCH + timedelta(microseconds=mod),
+                           None if cr is None else _EPOCH + timedelta(microseconds=cr))
 
     def link(self, link: Link) -> Any:
         at = link.synced_at
@@ -158,8 +161,8 @@ class _Packer:
             return blob
         lid, rid_, ls, lv, rs, rv, lh, rh, at = marshal.loads(blob)
         keys = self.keys
-        return Link(lid, rid_, dict(zip(keys[ls], lv)), dict(zip(keys[rs], rv)), lh, rh,
-                    None if at is None else _EPOCH + timedelta(microseconds=at))
+        return new_link(lid, rid_, dict(zip(keys[ls], lv)), dict(zip(keys[rs], rv)), lh, rh,
+                        None if at is None else _EPOCH + timedelta(microseconds=at))
 
 
 class _Packed(dict):  # type: ignore[type-arg]
