@@ -116,6 +116,25 @@ class _Packer:
     def __init__(self) -> None:
         self.shapes: dict[tuple[str, ...], int] = {}
         self.keys: list[tuple[str, ...]] = []
+        # the last times met, both ways (apps stamp whole seconds: records of one batch share them)
+        self._us: dict[datetime, int] = {}
+        self._dt: dict[int, datetime] = {}
+
+    def us(self, dt: datetime) -> int:
+        got = self._us.get(dt)
+        if got is None:
+            if len(self._us) >= 4096:
+                self._us.clear()
+            got = self._us[dt] = (dt - _EPOCH) // _US
+        return got
+
+    def dt(self, us: int) -> datetime:
+        got = self._dt.get(us)
+        if got is None:
+            if len(self._dt) >= 4096:
+                self._dt.clear()
+            got = self._dt[us] = _EPOCH + timedelta(microseconds=us)
+        return got
 
     def _shape(self, values: Mapping[str, Any]) -> int:
         ks = tuple(values)
@@ -132,8 +151,8 @@ class _Packer:
             return rec
         values = rec.values
         try:
-            return marshal.dumps((self._shape(values), tuple(values.values()), (mod - _EPOCH) // _US,
-                                  None if cr is None else (cr - _EPOCH) // _US))
+            return marshal.dumps((self._shape(values), tuple(values.values()), self.us(mod),
+                                  None if cr is None else self.us(cr)))
         except (ValueError, TypeError):
             return rec
 
@@ -141,8 +160,7 @@ class _Packer:
         if blob.__class__ is not bytes:
             return blob
         shape, vals, mod, cr = marshal.loads(blob)
-        return _new_record(rid, dict(zip(self.keys[shape], vals)), _EPOCH + timedelta(microseconds=mod),
-                           None if cr is None else _EPOCH + timedelta(microseconds=cr))
+        return _new_record(rid, dict(zip(self.keys[shape], vals)), self.dt(mod), None if cr is None else self.dt(cr))
 
     def link(self, link: Link) -> Any:
         at = link.synced_at
