@@ -45,12 +45,17 @@ from engine.sync.plan import MatchIndex, Op, PlanInput, fast_constructor, new_li
 # ~60 MB; a 10k-per-side first sync (20k records and their ops) stays in memory
 SPILL_AT = int(os.environ.get("SYNCFORM_SPILL_AT", "30000"))
 IDS_PER_RECORD = 10  # ids of the planner's sets weigh about a tenth of a record
-# Past SPILL_AT, records and links are first held in a compact form (``_Packer``: ~350 B for a record
-# of ~1 KB as a dict), up to COMPACT_FACTOR times as many units before the file is used: a 100k-per-side
-# first sync stays in memory (~200 MB at most), beyond that memory stays flat as before.
+# Past SPILL_AT, records and links are first held packed (``_Packer``: a record of ~1 KB as a dict
+# takes ~200 B plus ~250 B of dict entries and index), until the packed working set is estimated at
+# SPILL_AT x COMPACT_FACTOR x UNIT_BYTES (~190 MB) - by the bytes packed, so wide records spill
+# sooner; only then is the file used. A 100k-per-side first sync stays in memory, and memory stays
+# bounded beyond, as before.
 COMPACT_FACTOR = int(os.environ.get("SYNCFORM_COMPACT_FACTOR", "16"))
-OP_UNITS = 4  # an op held back (not packed) weighs about four packed records
-IDS_PER_UNIT = 4  # a packed record weighs about four ids
+UNIT_BYTES = 400
+ENTRY_BYTES = 250  # a packed record's or link's dict entries, id and match-index entries
+OP_BYTES = 2_000  # an op held back (not packed) with its link
+ID_BYTES = 100  # an id in one of the planner's sets
+UNPACKED_BYTES = 2_000  # what a record or link that does not pack weighs
 CHUNK = 500  # ids per IN (...) query
 PREFIX = "syncform-spill-"
 _SETS = ("done", "claimed", "ambiguous")
@@ -116,6 +121,7 @@ class _Packer:
     def __init__(self) -> None:
         self.shapes: dict[tuple[str, ...], int] = {}
         self.keys: list[tuple[str, ...]] = []
+        self.size = 0  # bytes packed so far (an estimate of what the packed forms hold)
         # the last times met, both ways (apps stamp whole seconds: records of one batch share them)
         self._us: dict[datetime, int] = {}
         self._dt: dict[int, datetime] = {}
@@ -148,13 +154,17 @@ class _Packer:
         mod, cr = rec.modified, rec.created
         if mod.__class__ is not datetime or mod.tzinfo is not timezone.utc or \
                 (cr is not None and (cr.__class__ is not datetime or cr.tzinfo is not timezone.utc)):
+            self.size += UNPACKED_BYTES
             return rec
         values = rec.values
         try:
-            return marshal.dumps((self._shape(values), tuple(values.values()), self.us(mod),
+            blob = marshal.dumps((self._shape(values), tuple(values.values()), self.us(mod),
                                   None if cr is None else self.us(cr)))
         except (ValueError, TypeError):
+            self.size += UNPACKED_BYTES
             return rec
+        self.size += len(blob)
+        return blob
 
     def load_record(self, rid: str, blob: Any) -> Record:
         if blob.__class__ is not bytes:
@@ -165,14 +175,18 @@ class _Packer:
     def link(self, link: Link) -> Any:
         at = link.synced_at
         if at is not None and (at.__class__ is not datetime or at.tzinfo is not timezone.utc):
+            self.size += UNPACKED_BYTES
             return link
         lv, rv = link.left_values, link.right_values
         try:
-            return marshal.dumps((link.left_id, link.right_id, self._shape(lv), tuple(lv.values()), self._shape(rv),
+            blob = marshal.dumps((link.left_id, link.right_id, self._shape(lv), tuple(lv.values()), self._shape(rv),
                                   tuple(rv.values()), link.left_hash, link.right_hash,
-                                  None if at is None else (at - _EPOCH) // _US))
+                                  None if at is None else self.us(at)))
         except (ValueError, TypeError, AttributeError):
+            self.size += UNPACKED_BYTES
             return link
+        self.size += len(blob)
+        return blob
 
     def load_link(self, rid: str, blob: Any) -> Link:
         if blob.__class__ is not bytes:
@@ -180,7 +194,7 @@ class _Packer:
         lid, rid_, ls, lv, rs, rv, lh, rh, at = marshal.loads(blob)
         keys = self.keys
         return new_link(lid, rid_, dict(zip(keys[ls], lv)), dict(zip(keys[rs], rv)), lh, rh,
-                        None if at is None else _EPOCH + timedelta(microseconds=at))
+                        None if at is None else self.dt(at))
 
 
 class _Packed(dict):  # type: ignore[type-arg]
@@ -562,7 +576,8 @@ class Workset:
                 return
             self._pack_all()
         d = len(self._deferred)
-        if recs + d * (OP_UNITS - 1) + ids // IDS_PER_UNIT > self.spill_at * COMPACT_FACTOR:
+        held = self.packer.size + (recs - d) * ENTRY_BYTES + d * OP_BYTES + ids * ID_BYTES  # type: ignore[union-attr]
+        if held > self.spill_at * COMPACT_FACTOR * UNIT_BYTES:
             self.spill()
 
     # -- in memory, packed ---------------------------------------------------------------------------

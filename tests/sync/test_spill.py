@@ -134,9 +134,31 @@ def test_a_packed_working_set_spills_to_the_file_past_its_bound_and_plans_the_sa
         orig(self)
 
     monkeypatch.setattr(Workset, "spill", spy)
-    both = run_all(tmp_path, monkeypatch, 40, compact_factor=4)  # packed past 40 units, in the file past 160
+    both = run_all(tmp_path, monkeypatch, 40, compact_factor=4)  # packed past 40 records, in the file past ~64 KB packed
     assert True in spilled  # a packed working set was moved to the file
     assert both == mem
+
+
+def test_the_packed_working_set_is_bounded_by_its_bytes_so_wide_records_spill_sooner(tmp_path, monkeypatch):
+    from tests.sync.conftest import make_integration
+    from engine.sync.mapping import ModuleMapper
+
+    monkeypatch.setattr(spill, "COMPACT_FACTOR", 10)  # packed past 10 records, in the file past 40 KB
+    integ = make_integration()
+    m = ModuleMapper(integ, integ.modules[0])
+    t = Clock().now
+
+    def held(width):
+        ws = Workset(m, deleted={"left": set(), "right": set()}, initial=True, directory=tmp_path, spill_at=10)
+        try:
+            ws.add("right", [Record(str(i), {"email": f"a{i}@x.com", "note": "x" * width}, t) for i in range(60)],
+                   changed=True)
+            return ws.packer is not None, ws.spilled
+        finally:
+            ws.close()
+
+    assert held(10) == (True, False)  # 60 narrow records: packed, ~25 KB
+    assert held(2000) == (True, True)  # 60 records of 2 KB: past the bound
 
 
 def test_records_and_links_come_back_from_their_packed_form_exactly():
