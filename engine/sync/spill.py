@@ -257,8 +257,11 @@ class _DiskSet:
         self.added: set[str] = set()
         self.present: set[str] = set()
         self.absent: set[str] = set()
+        self.stored = 0  # ids written to the file (at least as many as it holds): 0, no query is needed
 
     def prefetch(self, ids: Iterable[str]) -> None:
+        if not self.stored:
+            return
         ask = [i for i in set(ids) if i not in self.added and i not in self.present and i not in self.absent]
         for part in _chunks(ask):
             found = {r[0] for r in self.db.execute(
@@ -269,7 +272,7 @@ class _DiskSet:
     def __contains__(self, rid: object) -> bool:
         if rid in self.added or rid in self.present:
             return True
-        if rid in self.absent:
+        if rid in self.absent or not self.stored:
             return False
         hit = self.db.execute("SELECT 1 FROM mark WHERE s = ? AND id = ?", (self.code, rid)).fetchone() is not None
         (self.present if hit else self.absent).add(rid)  # type: ignore[arg-type]
@@ -285,6 +288,7 @@ class _DiskSet:
         if self.added:
             self.db.executemany("INSERT OR IGNORE INTO mark (s, id) VALUES (?, ?)",
                                 [(self.code, i) for i in self.added])
+            self.stored += len(self.added)
         self.added = set()
         self.present = set()
         self.absent = set()
