@@ -59,13 +59,16 @@ def plan(ctx: click.Context, paths: tuple[str, ...], out: str | None, detailed_e
          markdown: bool, refresh: bool, preview: bool) -> int:
     """Show what apply would change: specs against state against the live apps."""
     from engine import workspace
+    from engine.spec import fewer_collections
 
     if as_json and markdown:
         raise click.UsageError("--json and --markdown exclude each other")
     with _session(ctx) as s:
-        p = workspace.plan(s, paths, refresh=refresh)
+        with fewer_collections():  # specs, plan and its text are many small objects that all stay alive
+            p = workspace.plan(s, paths, refresh=refresh)
+            text = _render(p, as_json=as_json, markdown=markdown, color=_color(ctx))
         _warnings(s)
-        click.echo(_render(p, as_json=as_json, markdown=markdown, color=_color(ctx)), nl=False)
+        click.echo(text, nl=False)
         if preview:
             from engine.plan.render import render_preview
 
