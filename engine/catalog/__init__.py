@@ -120,7 +120,10 @@ class AppCatalog:
 
 
 def type_kind(app_type: str) -> str:
-    return TYPE_KINDS.get(app_type, TYPE_KINDS.get(app_type.lower(), "other"))
+    kind = TYPE_KINDS.get(app_type)
+    if kind is None:  # lower-cased only when the type is not listed as written
+        kind = TYPE_KINDS.get(app_type.lower(), "other")
+    return kind
 
 
 def _field(d: dict[str, Any]) -> Field:

@@ -179,12 +179,24 @@ def _line_col_of_offset(data: bytes, offset: int) -> tuple[int, int]:
 def read_text(path: Path, display: str) -> tuple[str | None, list[Diagnostic]]:
     """The file's text, or a Diagnostic when it is too large, unreadable or not UTF-8."""
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            return None, [_diag(display, 1, 1, f"file is too large ({size / 1048576:.1f} MiB; the limit is "
-                                f"{MAX_FILE_BYTES // 1048576} MiB): split it into several files", "file-too-large")]
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_FILE_BYTES + 1)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))  # plain system calls: no file object
+        try:
+            size = os.fstat(fd).st_size
+            if size > MAX_FILE_BYTES:
+                return None, [_diag(display, 1, 1, f"file is too large ({size / 1048576:.1f} MiB; the limit is "
+                                    f"{MAX_FILE_BYTES // 1048576} MiB): split it into several files",
+                                    "file-too-large")]
+            chunks = []
+            got = 0
+            while got <= MAX_FILE_BYTES:
+                chunk = os.read(fd, MAX_FILE_BYTES + 1 - got)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                got += len(chunk)
+            data = b"".join(chunks)
+        finally:
+            os.close(fd)
     except OSError as exc:
         return None, [_diag(display, 1, 1, f"cannot read the file: {exc.strerror or exc}", "unreadable")]
     if len(data) > MAX_FILE_BYTES:
