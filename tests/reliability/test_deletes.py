@@ -61,7 +61,8 @@ def test_empty_or_partial_lists_never_delete(served, proxy, tmp_path, outage, fu
     make = OUTAGES[outage]
 
     def outage_answer(method, path, status, headers, body):
-        if method == "GET" and path in ("/crm/v8/Contacts", "/bigin/v2/Contacts"):
+        if (method == "GET" and path in ("/crm/v8/Contacts", "/bigin/v2/Contacts")) or \
+                (method == "POST" and path in ("/crm/v8/coql", "/bigin/v2/coql")):  # parallel reads: COQL
             return make(status, body)
         return None
 

@@ -219,8 +219,8 @@ def test_malformed_list_answers_are_protocol_errors(served, proxy, tmp_path, kin
     make = MALFORMED[kind]
 
     def corrupt(method, path, status, headers, body):
-        if method == "GET" and path == "/crm/v8/Contacts":
-            return make(status, body)
+        if (method == "GET" and path == "/crm/v8/Contacts") or (method == "POST" and path == "/crm/v8/coql"):
+            return make(status, body)  # a list page, or a COQL page (large reads run in parallel)
         return None
 
     proxy.mutate = corrupt
@@ -360,7 +360,9 @@ def test_a_record_edited_while_pages_are_read_loses_nothing(served, proxy, tmp_p
     edited = {"done": False}
 
     def edit_between_pages(method, path, headers, body):
-        if method == "GET" and path.startswith("/bigin/v2/Contacts?") and "page=2" in path and not edited["done"]:
+        second = (method == "GET" and path.startswith("/bigin/v2/Contacts?") and "page=2" in path) or \
+            (method == "POST" and path == "/bigin/v2/coql" and b'offset 200"' in (body or b""))  # parallel read
+        if second and not edited["done"]:
             edited["done"] = True
             served.update("bigin", [{"id": ids[5], "First_Name": "Edited-during-read"}])
         return path, headers, body
@@ -402,7 +404,8 @@ def test_weird_values_from_an_app_end_in_data_or_a_failure_entry(served, proxy, 
     odd = {"email": None}
 
     def inject(method, path, status, headers, body):
-        if method == "GET" and path == "/crm/v8/Contacts" and body:
+        if ((method == "GET" and path == "/crm/v8/Contacts") or (method == "POST" and path == "/crm/v8/coql")) \
+                and body:
             doc = json.loads(body)
             if doc.get("data"):
                 rec = doc["data"][0]
