@@ -385,6 +385,7 @@ class ModuleRun:
             self.rep.message = f"{type(exc).__name__}: {exc}"
             log.warning("sync %s.%s stopped: %s", self.name, self.module.name, exc)
         finally:
+            ex.close()
             for first in self.first.values():  # read early, never used (the module stopped before)
                 first.discard()
             self.first.clear()

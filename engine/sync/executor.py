@@ -3,7 +3,7 @@ then links, failures and the journal committed in one transaction per executed s
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime, timezone
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable
@@ -151,6 +151,7 @@ class Executor:
         self.name = mr.name
         self.module = mr.module
         self._failing_ids: dict[str, set[str]] | None = None
+        self._threads: ThreadPoolExecutor | None = None
 
     def count(self, op: Op, kind: str | None = None) -> None:
         kind = kind or op.kind
@@ -331,13 +332,12 @@ class Executor:
                    for e, eid in zip(pending, ids)]
         results: list[WriteResult | None] = [None] * len(writes)
         entry_of: list[JournalEntry | None] = [None] * len(writes)
-        workers = max(1, min(len(batches), self.r.concurrency("left"), self.r.concurrency("right")))
-        with ThreadPoolExecutor(max_workers=workers) as pool:  # every batch goes out, even when one raises
-            futs = [pool.submit(self._send_one, target, kind, part) for target, kind, _, part in batches]
-            for (_, _, idxs, _), fut, entry in zip(batches, futs, entries):
-                for i, res in zip(idxs, fut.result()):
-                    results[i] = res
-                    entry_of[i] = entry
+        futs = [self._pool().submit(self._send_one, target, kind, part) for target, kind, _, part in batches]
+        wait(futs)  # every batch goes out, even when one raises
+        for (_, _, idxs, _), fut, entry in zip(batches, futs, entries):
+            for i, res in zip(idxs, fut.result()):
+                results[i] = res
+                entry_of[i] = entry
         # transient per-record failures (429/5xx for that record): one more attempt
         retry = [i for i, r in enumerate(results) if r is not None and not r.ok and r.transient
                  and not r.details.get("may_have_landed")]  # those wait for the journal's look-up
@@ -352,6 +352,20 @@ class Executor:
                         results[i] = res
         missing = WriteResult(ok=False, code="NO_RESULT", message="the app returned no result")
         return [r or missing for r in results], entry_of, entries
+
+    def _pool(self) -> ThreadPoolExecutor:
+        """The module run's write threads, as many as both connections allow requests at once: started
+        with the first batch, kept for the run (one pool per send cost ~0.6 ms of CPU a flush)."""
+        if self._threads is None:
+            workers = max(1, min(self.r.concurrency("left"), self.r.concurrency("right")))
+            self._threads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="syncform-write")
+        return self._threads
+
+    def close(self) -> None:
+        """Stop the write threads (the module run is over)."""
+        pool, self._threads = self._threads, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     def _send_one(self, target: str, kind: str, ops: list[Op]) -> list[WriteResult]:
         client = self.r.clients[target]
