@@ -103,11 +103,14 @@ def _diag(file: str, line: int, col: int, message: str, code: str) -> Diagnostic
 
 # --------------------------------------------------------------------------------------- discovery
 def display_path(path: Path, root: Path, *, resolved_root: Path | None = None, resolved: Path | None = None) -> str:
-    """``path`` relative to ``root``, both resolved (``resolved_root``, ``resolved``: already resolved)."""
-    try:
-        return str((resolved or path.resolve()).relative_to(resolved_root or root.resolve()))
-    except ValueError:
-        return str(path)
+    """``path`` relative to ``root``, both resolved (``resolved_root``, ``resolved``: already resolved);
+    ``path`` as given when it is not under ``root``."""
+    full = str(resolved or path.resolve())
+    base = str(resolved_root or root.resolve())
+    if full == base:
+        return "."
+    prefix = base if base.endswith(os.sep) else base + os.sep  # resolved paths are normalised: a prefix test
+    return full[len(prefix):] if full.startswith(prefix) else str(path)
 
 
 def _resolver() -> Any:
