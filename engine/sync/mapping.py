@@ -15,7 +15,6 @@ CRM/Bigin ISO with offset (``2023-05-10T01:10:47+00:00``), Desk ISO millis Z
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -24,6 +23,7 @@ from operator import itemgetter
 from typing import Any
 
 from engine.spec.model import FieldMap, Integration, Module
+from engine.sync.normalize import digits
 
 # failure codes (the failure log's vocabulary)
 ALREADY_LINKED = "ALREADY_LINKED"
@@ -257,7 +257,6 @@ def render(value: Any, kind: str, app: str, info: FieldInfo | None = None) -> An
     return value if isinstance(value, str) else str(value)
 
 
-_NON_DIGITS = re.compile(r"\D+")
 # kinds whose text values pass through neutral() and render() unchanged (see _convert's fast path)
 _NOT_PLAIN = frozenset(("datetime", "date", "integer", "decimal", "boolean", "multiselect", "picklist", "lookup",
                         "owner"))
@@ -274,7 +273,7 @@ def comparable(value: Any, kind: str) -> Any:
     if kind == "email":
         return str(n).strip().lower()
     if kind == "phone":
-        return _NON_DIGITS.sub("", str(n))
+        return digits(str(n))
     if kind == "datetime":
         return int(n.timestamp())
     if kind == "date":
@@ -485,7 +484,7 @@ class ModuleMapper:
                 return v.strip().lower() if v.__class__ is str and v else comparable(v, kind)
         elif kind == "phone":
             def norm(v: Any) -> Any:
-                return _NON_DIGITS.sub("", v) if v.__class__ is str and v else comparable(v, kind)
+                return digits(v) if v.__class__ is str and v else comparable(v, kind)
         elif kind not in _NOT_PLAIN:
             def norm(v: Any) -> Any:
                 return v.strip() if v.__class__ is str and v else comparable(v, kind)

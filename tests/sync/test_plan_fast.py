@@ -44,3 +44,12 @@ def test_a_class_whose_init_does_more_than_set_fields_gets_no_fast_constructor()
     for cls in (Checked, NoSlots):
         with pytest.raises(TypeError):
             fast_constructor(cls)
+
+
+def test_the_digits_of_a_phone_number_are_those_the_pattern_finds_ascii_or_not():
+    import re
+
+    from engine.sync.normalize import digits
+
+    for v in ("+61 918 215 4833", "", "abc", "(555) 010-0001 ext. 7", "\x00\x7f99", "١٢٣ 45", "５５５-01"):
+        assert digits(v) == re.sub(r"\D+", "", v), v
