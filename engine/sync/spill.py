@@ -1,4 +1,5 @@
-"""The working set of a module run: in memory while small, in a temporary SQLite file beyond.
+"""The working set of a module run: in memory while small, packed in memory beyond, in a temporary
+SQLite file beyond that.
 
 A module run plans each page of one side against what it knows of the other side: the records it
 read of the right side (its changes, records older than ``created_within``, candidates found by a
@@ -6,9 +7,12 @@ search), the left records it indexes for matching, their links (merge bases), th
 (normalised key -> ids), the ids already planned, claimed or found ambiguous, and the pairs whose
 writes to the left wait until the left side is read. All of these grow with N. ``Workset`` holds
 them: in memory (dicts, ``MatchIndex``, sets: exactly what the planner used before, so small and
-incremental runs pay nothing) until ``SPILL_AT`` records and links (or ten times as many ids) are held; then it
-moves them to a temporary SQLite file and answers each page's questions with a few batched queries
-(``plan_input``), so the peak memory of a run stays flat in N.
+incremental runs pay nothing) until ``SPILL_AT`` records and links (or ten times as many ids) are held;
+then records and links are held packed (``_Packer``: ``marshal`` of their values, ~200 B for a record
+of ~1 KB as a dict; unpacked on each access) while the packed working set stays under an estimate of
+~190 MB (``COMPACT_FACTOR``, by the bytes packed: a 100k-per-side first sync stays here); only then are
+they moved to a temporary SQLite file, which answers each page's questions with a few batched queries
+(``plan_input``), so the peak memory of a run stays bounded, flat in N.
 
 Semantics kept from the in-memory structures: while a side is read in full (before ``seal``) a record
 read again replaces the earlier one (in its first position); after, the first record added under an
@@ -18,7 +22,8 @@ exact (a page's ids are fetched in one query, any other id is asked for on its o
 The file is written to a private directory (0700; the file 0600) next to the state database, holds
 record values and ops read and planned in this run (never credentials) and is removed at the end of
 the run, also on error; a directory left by a killed process is removed by the next run. Rows are
-pickled: they are written and read back by this process only, inside that private directory.
+packed as above (pickled when they do not pack): they are written and read back by this process only,
+inside that private directory, in one transaction that is never committed.
 """
 
 from __future__ import annotations
