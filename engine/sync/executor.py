@@ -371,10 +371,11 @@ class Executor:
         client = self.r.clients[target]
         api = self.mr.api(target)
         try:
+            # the op's own values: clients only read them (the AppClient contract), so no copy per record
             if kind == "create":
-                res = client.create_many(api, [dict(o.values) for o in ops])
+                res = client.create_many(api, [o.values for o in ops])
             elif kind == "update":
-                res = client.update_many(api, [(o.target_id or "", dict(o.values)) for o in ops])
+                res = client.update_many(api, [(o.target_id or "", o.values) for o in ops])
             else:
                 res = client.delete_many(api, [o.target_id or "" for o in ops])
         except AppError as exc:
