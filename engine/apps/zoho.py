@@ -2,9 +2,17 @@
 
 Both apps share one API shape (``zoho-apis.md`` §1–2), so one class serves both:
 
-- **list_changed**: ``GET /{M}?fields=…&sort_by=Modified_Time&sort_order=asc&per_page=200`` with
-  ``If-Modified-Since`` when a cursor is given; ``page`` 1–10, then ``page_token`` (``info.next_page_token``)
-  past 2,000 records; 204 / 304 end the read. ``fields`` defaults to the catalog's fields (≤ 50).
+- **list_changed**, in parallel (the default when the connection allows more than one request at a
+  time): COQL ``POST /coql {"select_query": "select … from M where … order by id asc limit 200 offset
+  k"}``, 200 records per call; page 0 first, and when it says ``more_records``, the count (CRM ``GET
+  /{M}/actions/count``, Bigin ``select COUNT(id)``) and every other page at once, bounded by the
+  connection's concurrency; past 10,000 records (the documented OFFSET reach) the next chunk is
+  ``id > <last id of the chunk>``, whose last page is asked first. Calls: ⌈N/200⌉ + 1.
+- **list_changed**, serially (one request at a time, a ``view``, or a mapped field COQL does not answer
+  in the list's shape: lookups, owners): ``GET /{M}?fields=…&sort_by=Modified_Time&sort_order=asc&per_page=200``
+  with ``If-Modified-Since`` when a cursor is given; ``page`` 1–10, then ``page_token``
+  (``info.next_page_token``) past 2,000 records; 204 / 304 end the read. ``fields`` defaults to the
+  catalog's fields (≤ 50).
 - **writes**: batches of ≤ 100 (``POST``/``PUT /{M}``, ``DELETE /{M}?ids=``), one ``WriteResult`` per
   input in input order, parsed from ``data[]`` (201 / 207 / 400 alike). A batch whose request fails
   transiently after the HTTP layer's retries yields ``WriteResult(ok=False, transient=True)`` for
@@ -537,10 +545,12 @@ class _ParallelRead:
                 if kept:
                     yield kept
                 return
+            if count_future is None:  # asked before page 0 is handed over: the caller's work overlaps it
+                count_future = pool.submit(self.count, self.since)
             if kept:
                 yield kept
             self.c.last_read_parallel[self.module] = True
-            total = count_future.result() if count_future is not None else self.count(self.since)
+            total = count_future.result()
             total = max(total, COQL_PAGE + 1)  # page 0 said more_records
 
             def schedule(chunk: _Chunk, expected: int, first: int = 0) -> None:
