@@ -28,6 +28,7 @@ from __future__ import annotations
 import collections
 import logging
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -53,6 +54,13 @@ COQL_TYPES = frozenset({"text", "textarea", "email", "phone", "website", "intege
                         "currency", "percent", "decimal", "boolean", "date", "datetime", "picklist",
                         "multiselectpicklist", "autonumber"})
 COQL_SYSTEM = frozenset({"id", "Modified_Time", "Created_Time", "Full_Name"})
+COQL_NOT_JOINED = frozenset({"What_Id", "Who_Id", "Parent_Id"})  # multi-module lookups: the list's shape differs
+# the field a lookup's name is (the list answers lookups as {"name", "id"})
+LOOKUP_DISPLAY = {"Contacts": "Full_Name", "Leads": "Full_Name", "Accounts": "Account_Name", "Deals": "Deal_Name",
+                  "Pipelines": "Deal_Name", "Products": "Product_Name", "Vendors": "Vendor_Name",
+                  "Campaigns": "Campaign_Name", "Price_Books": "Price_Book_Name", "Cases": "Subject",
+                  "Tasks": "Subject", "Calls": "Subject", "Events": "Event_Title", "Quotes": "Subject",
+                  "Sales_Orders": "Subject", "Purchase_Orders": "Subject", "Invoices": "Subject"}
 
 
 class ZohoClient(ClientBase):
@@ -89,8 +97,9 @@ class ZohoClient(ClientBase):
         names = self._list_fields(module, fields)
         floor = as_utc(filter.created_after) if filter is not None else None
         view = filter.view if filter is not None else None
-        if not view and self.http.max_concurrency > 1 and self.coql_readable(module, names):
-            yield from _ParallelRead(self, module, since, names, floor).pages()
+        plan = self.coql_columns(module, names) if not view and self.http.max_concurrency > 1 else None
+        if plan is not None:
+            yield from _ParallelRead(self, module, since, plan, floor).pages()
             return
         params: dict[str, Any] = {"fields": ",".join(names),
                                   "sort_by": "Modified_Time", "sort_order": "asc", "per_page": PER_PAGE}
@@ -105,23 +114,43 @@ class ZohoClient(ClientBase):
             if records:
                 yield records
 
-    def coql_readable(self, module: str, names: Sequence[str]) -> bool:
-        """True when COQL answers every field of ``names`` in the shape the list answers it."""
+    def coql_columns(self, module: str, names: Sequence[str]) -> "_Columns | None":
+        """The COQL select column that answers ``names`` in the list's shape, or None when COQL cannot
+        (a field type it cannot select or answers otherwise, a lookup to a module of unknown display
+        field, more than 50 columns): lookups come back as ``{"id"}``, so their name is joined in
+        (``Account_Name.Account_Name``), owners' name and e-mail too (``Owner.full_name``, ``Owner.email``)."""
         try:
             from engine.catalog import catalog
 
             mod = catalog(self.app).module(module)
         except (KeyError, OSError, ValueError):
-            return False
+            return None
         if mod is None:
-            return False
+            return None
+        columns: list[str] = []
+        joins: list[tuple[str, str, str | None]] = []  # (field, name column, e-mail column)
         for name in names:
+            if name == "id":
+                continue
+            columns.append(name)
             if name in COQL_SYSTEM:
                 continue
             f = mod.field(name)
-            if f is None or f.type not in COQL_TYPES:
-                return False
-        return True
+            if f is None or name in COQL_NOT_JOINED:
+                return None
+            if f.type in COQL_TYPES:
+                continue
+            if f.type == "ownerlookup":
+                joins.append((name, f"{name}.full_name", f"{name}.email"))
+            elif f.type == "lookup" and f.lookup in LOOKUP_DISPLAY:
+                joins.append((name, f"{name}.{LOOKUP_DISPLAY[f.lookup]}", None))
+            else:
+                return None
+        for _, name_col, email_col in joins:
+            columns.extend(c for c in (name_col, email_col) if c)
+        if len(columns) > MAX_FIELDS:
+            return None
+        return _Columns(tuple(columns), tuple(joins))
 
     def list_deleted(self, module: str, since: datetime | None) -> Iterator[list[DeletedRecord]]:
         since = as_utc(since)
@@ -434,6 +463,14 @@ def _coql_time(dt: datetime) -> str:
     return f"'{zoho_time(dt)}'"
 
 
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    """A parallel read's select column and the lookups whose names it joins in."""
+
+    select: tuple[str, ...]
+    joins: tuple[tuple[str, str, str | None], ...]  # (field, its name's column, its e-mail's column)
+
+
 class _Chunk:
     """Up to ``COQL_WINDOW`` records of one id range: ``id > lower`` (None: from the first record)."""
 
@@ -454,12 +491,13 @@ class _ParallelRead:
     concurrency in flight, chunked by id past 10,000 records (each chunk's last page is asked first,
     so the next chunk's lower id bound is known early). Pages are yielded as they arrive."""
 
-    def __init__(self, client: ZohoClient, module: str, since: datetime | None, names: Sequence[str],
+    def __init__(self, client: ZohoClient, module: str, since: datetime | None, columns: _Columns,
                  floor: datetime | None):
         self.c = client
         self.module = module
         self.since = since
-        self.names = [n for n in names if n != "id"]
+        self.names = list(columns.select)
+        self.joins = columns.joins
         self.floor = floor
         self.workers = client.http.max_concurrency
 
@@ -493,6 +531,15 @@ class _ParallelRead:
         query = (f"select {', '.join(self.names)} from {self.module} where {where} "
                  f"order by id asc limit {COQL_PAGE} offset {offset}")
         data, more = self._coql(query, "coql")
+        for raw in data if self.joins else ():  # lookups in the list's shape: {"name", "id"[, "email"]}
+            if raw.__class__ is not dict:
+                continue
+            for field, name_col, email_col in self.joins:
+                ref = raw.get(field)
+                name = raw.pop(name_col, None)
+                email = raw.pop(email_col, None) if email_col else None
+                if isinstance(ref, dict) and ref.get("id") is not None:
+                    raw[field] = {"name": name, "id": ref["id"], **({"email": email} if email_col else {})}
         return self.c._records(self.module, "coql", data), more
 
     def count(self, modified_from: datetime | None) -> int:

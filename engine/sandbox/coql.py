@@ -134,7 +134,7 @@ class _Parser:
                 if inner != "id":
                     self.column(inner)
             else:
-                cols.append(self.column(n))
+                cols.append(self.column(n, join=True))
             if not self.op(","):
                 break
         if count and cols:
@@ -189,8 +189,17 @@ class _Parser:
         self.i += 1
         return int(t[1])
 
-    def column(self, n: str) -> str:
+    def column(self, n: str, *, join: bool = False) -> str:
         if n in SYSTEM or n == "Full_Name":
+            return n
+        if "." in n:  # Lookup.Field: a field of the looked-up record (the select column only, here)
+            head = n.split(".", 1)[0]
+            if not join:
+                raise CoqlError("INVALID_QUERY", f"the sandbox answers {n} in the select column only",
+                                {"column_name": n})
+            if self.fields.get(head) not in ("lookup", "ownerlookup"):
+                raise CoqlError("INVALID_QUERY", f"invalid column given: {n} ({head} is not a lookup)",
+                                {"column_name": n})
             return n
         kind = self.fields.get(n)
         if kind is None:

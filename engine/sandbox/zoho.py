@@ -435,14 +435,37 @@ class ZohoApi:
             return json_response(204, None)
         keep = frozenset(q.columns) | {"id"}
         kinds = field_kinds(mod)
+        joins = [c for c in q.columns if "." in c]
         data = []
         for r in rows:
-            rec = self.render(mod, r, list(q.columns), keep)
+            rec = self.render(mod, r, [c for c in q.columns if "." not in c], keep)
             for k, v in rec.items():  # lookups and owners: {"id": …} only (a name needs Lookup.Field)
                 if isinstance(v, dict) and kinds.get(k) in ("lookup", "owner") and "id" in v:
                     rec[k] = {"id": v["id"]}
+            for col in joins:
+                rec[col] = self._joined(mod, r, col)
             data.append(rec)
         return json_response(200, {"data": data, "info": {"count": len(data), "more_records": more}})
+
+    def _joined(self, mod: ModuleCatalog, row: Row, col: str) -> Any:
+        """COQL ``Lookup.Field``: the field of the record a lookup points to (``Full_Name`` for people)."""
+        head, name = col.split(".", 1)
+        v = row.data.get(head)
+        if head == "Owner" or field_kinds(mod).get(head) == "owner":
+            u = self.ctx.user(self.app, v if isinstance(v, str) else None)
+            return {"full_name": u.name, "email": u.email, "id": u.id}.get(name)
+        if not isinstance(v, dict) or not v.get("id"):
+            return None
+        f = mod.field(head)
+        target = v.get("module") or (f.lookup if f is not None else None)
+        other = self.ctx.store.get(self.app, target, v["id"], include_deleted=True) if target else None
+        if other is None:
+            return None
+        if name == "id":
+            return other.id
+        if name == "Full_Name" and other.module in PEOPLE:
+            return display_name(other.module, other.data)
+        return other.data.get(name)
 
     def record_count(self, req: Request, mod: ModuleCatalog) -> Response:
         """CRM ``GET /{M}/actions/count[?criteria=…|cvid=…]``: ``{"count": n}``. A READ in stats."""

@@ -143,14 +143,30 @@ def test_incremental_reads_stay_one_call_and_fan_out_only_past_a_page(sandbox):
     assert sandbox.stats()["calls"]["zoho_crm"]["Contacts"] == {"coql": 5, "count": 1}
 
 
+def test_lookups_and_owners_read_in_parallel_in_the_lists_shape(sandbox):
+    """COQL answers a lookup as {"id"} only: the client joins its name in (Lookup.Field) and the owner's
+    name and e-mail, so the records are the list's, value for value."""
+    r = sandbox.admin.post("/_sandbox/seed", json={"app": "bigin", "module": "Accounts", "count": 30, "seed": 3})
+    assert r.status_code == 200, r.text
+    seed(sandbox, "bigin", 450)  # contacts of those companies
+    fields = ("Last_Name", "Owner", "Account_Name", "Modified_By")
+    serial = {r.id: r.values for r in read(sandbox.client("bigin", name="serial", max_concurrency=1), fields=fields)}
+    assert any(v["Account_Name"] for v in serial.values()) and all(v["Owner"]["email"] for v in serial.values())
+    sandbox.stats(reset=True)
+    got = read(sandbox.client("bigin", max_concurrency=10), fields=fields)
+    assert {r.id: r.values for r in got} == serial
+    assert sandbox.stats()["calls"]["bigin"]["Contacts"] == {"coql": 3 + 1}
+
+
 def test_a_module_mapping_a_field_coql_cannot_answer_reads_the_list(sandbox):
     seed(sandbox, "bigin", 450)
-    sandbox.stats(reset=True)
     client = sandbox.client("bigin", max_concurrency=10)
-    got = read(client, fields=("Last_Name", "Owner", "Account_Name"))
-    assert len(got) == 450 and all(set(r.values["Owner"]) >= {"id", "name"} for r in got)
-    assert sandbox.stats()["calls"]["bigin"]["Contacts"] == {"list": 3}
-    assert "Contacts" not in client.last_read_parallel
+    for module, fields in (("Tasks", ("Subject", "What_Id")), ("Tasks", ("Subject", "Remind_At"))):
+        sandbox.stats(reset=True)
+        got = [r for page in client.list_changed(module, None, fields=fields) for r in page]
+        calls = sandbox.stats()["calls"]["bigin"].get(module, {})
+        assert "coql" not in calls and calls.get("list", 0) >= 1 and len(got) == len({r.id for r in got})
+    assert "Tasks" not in client.last_read_parallel
 
 
 def test_a_view_reads_the_list(sandbox):

@@ -57,6 +57,10 @@ def test_lookups_and_owners_come_back_as_ids_only(client, people):
     d = coql(client, "select Owner, Account_Name, Modified_Time from Contacts limit 1").json()["data"][0]
     assert set(d["Owner"]) == {"id"} and d["Account_Name"] is None
     assert d["Modified_Time"].endswith("+00:00")
+    j = coql(client, "select Owner.email, Account_Name.Account_Name from Contacts limit 1").json()["data"][0]
+    assert "@" in j["Owner.email"] and j["Account_Name.Account_Name"] is None  # Lookup.Field: joined
+    r = coql(client, "select Email from Contacts where Account_Name.Account_Name = 'x'")
+    assert r.status_code == 400 and r.json()["code"] == "INVALID_QUERY"  # joins in the select column only
 
 
 @pytest.mark.parametrize("query, code", [
