@@ -8,8 +8,10 @@ Both apps share one API shape (``zoho-apis.md`` §1–2), so one class serves bo
   /{M}/actions/count``, Bigin ``select COUNT(id)``) and every other page at once, bounded by the
   connection's concurrency; past 10,000 records (the documented OFFSET reach) the next chunk is
   ``id > <last id of the chunk>``, whose last page is asked first. Calls: ⌈N/200⌉ + 1.
-- **list_changed**, serially (one request at a time, a ``view``, or a mapped field COQL does not answer
-  in the list's shape: lookups, owners): ``GET /{M}?fields=…&sort_by=Modified_Time&sort_order=asc&per_page=200``
+  Lookups and owners, which COQL answers as ``{"id"}``, get their name (and an owner's e-mail) joined
+  in (``Account_Name.Account_Name``, ``Owner.full_name``, ``Owner.email``): the list's shape.
+- **list_changed**, serially (one request at a time, a ``view``, or a mapped field COQL cannot answer
+  in the list's shape: multi-module lookups, reminders, recurrence, fields the catalog lacks): ``GET /{M}?fields=…&sort_by=Modified_Time&sort_order=asc&per_page=200``
   with ``If-Modified-Since`` when a cursor is given; ``page`` 1–10, then ``page_token``
   (``info.next_page_token``) past 2,000 records; 204 / 304 end the read. ``fields`` defaults to the
   catalog's fields (≤ 50).
@@ -85,14 +87,13 @@ class ZohoClient(ClientBase):
                      filter: ListFilter | None = None) -> Iterator[list[Record]]:
         """Pages of the records changed since ``since`` (all when None).
 
-        Large reads run in parallel (``engine.apps.coql_read``): a full read counts the records and
-        reads COQL pages (``order by id``, 200 per call, offsets up to 10,000, then the next id chunk)
-        up to the connection's concurrency at once; an incremental read takes its first page from the
-        list (``sort_by=Modified_Time``) and fans out only when that page says ``more_records``.
-        Pages then come in the order they arrive, not by Modified_Time; ``last_read_parallel[module]``
-        becomes True. A view (cvid) read, a module mapping a field COQL cannot answer in the list's shape
-        (lookups, owners, subforms, files...) or a connection limited to one request at a time reads
-        the list's pages one after the other, as before."""
+        In parallel (``_ParallelRead``): COQL page 0 (``order by id``, 200 per call); when it says
+        ``more_records``, the count and every other page (offsets up to 10,000, then the next id chunk),
+        up to the connection's concurrency at once; a full read asks the count with page 0. Pages come
+        in the order they arrive, not by Modified_Time, and ``last_read_parallel[module]`` becomes True
+        once a read fans out. A view (cvid) read, a module mapping a field COQL cannot answer in the
+        list's shape (``coql_columns``) or a connection limited to one request at a time reads the
+        list's pages one after the other, as before."""
         since = as_utc(since)
         names = self._list_fields(module, fields)
         floor = as_utc(filter.created_after) if filter is not None else None
