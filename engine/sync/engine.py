@@ -505,7 +505,7 @@ class ModuleRun:
             _add(buffer, ops)
             n += len(page)
             self.tick("sync", n)
-        buffer.flush()
+        buffer.flush(drain=False)  # the right side's last batches stay in flight while the left's go out
         for chunk in ws.take_deferred():  # whole pairs together: a link commits only when all its writes succeeded
             _add(buffer, chunk)
         # the right side's leftovers (changed on the right only, or unlinked)
