@@ -69,9 +69,11 @@ def _sync_row(r: dict[str, Any]) -> str:
         ratio = sync_wall / limit if limit else 0
         lim = f"{limit:.1f}"
         rat = f"{ratio:.2f} {'✓' if ratio <= WALL_FACTOR else '✗'}"
-        # pages of one side are serial (each page's token comes with the page before): no engine can
-        # beat the longer side's read chain, however many calls may run at once
-        chain = max(calls[s]["reads"] for s in calls) * lat / 1000
+        # round trips that must follow one another, however many calls may run at once: the OAuth
+        # token, the first change pages (with the deleted feeds), the rest of the pages (which need the
+        # count the first page asks for), then the writes (which need the records read)
+        chain = (2 + (1 if max(calls[s]["reads"] for s in calls) > 2 else 0)
+                 + (1 if any(calls[s]["writes"] for s in calls) else 0)) * lat / 1000
         bound = max(limit, chain)
         lim += f" / {bound:.1f}"
         rat += f" / {sync_wall / bound:.2f} {'✓' if sync_wall <= WALL_FACTOR * bound else '✗'}"
@@ -99,7 +101,7 @@ def tables(results: dict[str, dict[str, Any]]) -> str:
            "Calls are `reads / writes` per side as counted by each sandbox server's `/_sandbox/stats` "
            "(left = Bigin Contacts, right = Zoho CRM Contacts). *vs* compares the total with the total "
            "floor; ✓ when every side is within floor + 1 call. Limit = calls × latency ÷ concurrency (issue 6); "
-           "bound = max(limit, the longer side's reads × latency): a side's pages come one after the other. "
+           "bound = max(limit, the round trips that depend on one another × latency: token, first pages, the other pages, writes). "
            "Wall is the syncform process (start-up included), in brackets the sync call, which the ratios use. "
            "CPU is the syncform process (user + sys; start-up and imports included); *sync CPU* is the "
            "sync call alone, and *µs / record* divides it by the records the run had to process "
