@@ -3,6 +3,7 @@ then links, failures and the journal committed in one transaction per executed s
 
 from __future__ import annotations
 
+import collections
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -55,7 +56,7 @@ class _Buffer:
         self.limit = max(BATCH, limit)
         self.ops: list[Op] = []
         self.writes = 0
-        self.pending: _Pending | None = None
+        self.pending: collections.deque[_Pending] = collections.deque()  # started, not yet committed
 
     def add(self, ops: list[Op]) -> None:
         self.ops.extend(ops)
@@ -66,8 +67,8 @@ class _Buffer:
     def flush(self, whole_batches: bool = False, *, drain: bool = True) -> None:
         """Execute the collected ops; with ``whole_batches``, keep back each target and operation's
         partial batch (and the rest of its pairs) for later, so partial batches are sent once, at the end.
-        A flush of whole batches returns with them in flight (``drain`` commits them); a final flush
-        waits for everything unless ``drain`` is False."""
+        A flush returns with its batches in flight (at most two flushes' writes: the oldest are committed
+        first); a final flush (not ``whole_batches``) waits for everything unless ``drain`` is False."""
         ops, self.ops, self.writes = self.ops, [], 0
         if whole_batches:
             groups = _by_target_and_kind(ops, writes_only=True)
@@ -80,27 +81,37 @@ class _Buffer:
                     (self.ops if id(o) in keep or (o.pair and o.pair in pairs) else now).append(o)
                 self.writes = sum(1 for o in self.ops if o.kind in _WRITES)
                 ops = now
-        # pipelined: this flush's batches go out before the previous flush's results are committed, so
-        # the app always has requests waiting (a barrier per flush left ~1 in 4 request slots idle)
+        # pipelined: this flush's batches go out before earlier flushes' results are committed, so the
+        # apps always have requests waiting (a barrier per flush left ~1 in 4 request slots idle, and
+        # made the left side's writes wait for the right side's last batches)
         pending = self.ex.start(ops)
+        if pending is not None:
+            self.pending.append(pending)
+        final = drain and not whole_batches
         try:
-            self.drain()
+            held = sum(len(p.writes) for p in self.pending)
+            while self.pending and (final or held > 2 * self.limit or self.pending[0].done()):
+                p = self.pending.popleft()
+                held -= len(p.writes)
+                self.ex.finish(p)  # oldest first: commits keep the order of the flushes
         except BaseException:
-            if pending is not None:
-                pending.wait()  # nothing stays in flight; its journal entries are resolved next run
+            self._abandon()
             raise
-        if pending is not None and not pending.futs:
-            self.ex.finish(pending)  # nothing in flight (links only): commit now, hold nothing
-        else:
-            self.pending = pending
-        if not whole_batches and drain:
-            self.drain()
 
     def drain(self) -> None:
         """Wait for the batches in flight and commit their results."""
-        pending, self.pending = self.pending, None
-        if pending is not None:
-            self.ex.finish(pending)
+        try:
+            while self.pending:
+                self.ex.finish(self.pending.popleft())
+        except BaseException:
+            self._abandon()
+            raise
+
+    def _abandon(self) -> None:
+        """After a failure: nothing stays in flight (the journal resolves what landed on the next run)."""
+        for p in self.pending:
+            p.wait()
+        self.pending.clear()
 
 
 def _same_plain(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
@@ -177,6 +188,9 @@ class _Pending:
 
     def wait(self) -> None:
         wait(self.futs)
+
+    def done(self) -> bool:
+        return all(f.done() for f in self.futs)
 
 
 class Executor:
