@@ -80,6 +80,8 @@ class ZohoClient(ClientBase):
         # a record deleted meanwhile may shift an offset page: the engine re-reads that window). Set,
         # never cleared here: the reader pops it before it reads.
         self.last_read_parallel: dict[str, bool] = {}
+        # modules whose record count the app refused (a 4xx): their reads go on a page at a time
+        self.count_refused: set[str] = set()
 
     # -- reading -------------------------------------------------------------------------------------
 
@@ -565,6 +567,26 @@ class _ParallelRead:
         except (TypeError, ValueError):
             raise c.protocol(self.module, "count", f"the count is {value!r}, not a number") from None
 
+    def _counted(self, future: Any, *, needed: bool = True) -> int:
+        """The count's answer; 0 when the app refused it (a 4xx, e.g. an org whose COQL has no
+        aggregates: Bigin documents none): the read then goes on a page at a time, and the client
+        asks no count for this module again. An unneeded count's other errors are dropped."""
+        from engine.errors import AppError, TerminalAppError
+
+        try:
+            return future.result()
+        except AppError as e:
+            refused = isinstance(e, TerminalAppError) and e.status is not None and 400 <= e.status < 500 \
+                and e.status not in (401, 429)
+            if not refused:
+                if needed:
+                    raise
+                return 0
+            log.warning("%s %s: the record count was refused (%s %s); reading its pages one at a time",
+                        self.c.app, self.module, e.status, e.code or "")
+            self.c.count_refused.add(self.module)
+            return 0
+
     def _changed(self, records: list[Record]) -> list[Record]:
         """The query's times have whole seconds: the records changed at or after ``since`` itself."""
         since = self.since
@@ -582,24 +604,26 @@ class _ParallelRead:
         inflight: dict[Future, tuple[_Chunk, int, bool]] = {}
         queue: collections.deque[tuple[_Chunk, int, bool]] = collections.deque()
         try:
-            count_future = pool.submit(self.count, None) if self.since is None else None
+            counts = self.module not in self.c.count_refused
+            count_future = pool.submit(self.count, None) if self.since is None and counts else None
             chunk0 = _Chunk(0, None, COQL_WINDOW)
             records, more = self.page(self._where(self.since, None), 0)
             chunk0.seen.update(r.id for r in records)
             kept = self._changed(records)
             if not more or not records:
                 if count_future is not None:  # asked with page 0: it ends within the read, unused
-                    count_future.exception()
+                    self._counted(count_future, needed=False)
                 if kept:
                     yield kept
                 return
-            if count_future is None:  # asked before page 0 is handed over: the caller's work overlaps it
+            if count_future is None and counts:  # asked before page 0 is handed over: the caller's work overlaps it
                 count_future = pool.submit(self.count, self.since)
             if kept:
                 yield kept
             self.c.last_read_parallel[self.module] = True
-            total = count_future.result()
-            total = max(total, COQL_PAGE + 1)  # page 0 said more_records
+            total = self._counted(count_future) if count_future is not None else 0
+            # page 0 said more_records; with no count the pages go one at a time (read on while full)
+            total = max(total, COQL_PAGE + 1)
 
             def schedule(chunk: _Chunk, expected: int, first: int = 0) -> None:
                 """Queue a chunk's pages from ``first``: its last page first when a chunk follows."""

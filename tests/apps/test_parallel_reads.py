@@ -182,3 +182,35 @@ def test_a_view_reads_the_list(sandbox):
     assert len(got) == 300
     calls = sandbox.stats()["calls"]["zoho_crm"]["Contacts"]
     assert "coql" not in calls and calls["list"] == 2
+
+
+class RefuseCount(httpx.BaseTransport):
+    """An org whose COQL serves no aggregates: ``select COUNT(id)`` gets the vendors' 400 answer."""
+
+    def __init__(self, inner: httpx.BaseTransport):
+        self.inner = inner
+        self.refused = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/coql") and b"COUNT(" in request.read():
+            self.refused += 1
+            return httpx.Response(400, json={"code": "SYNTAX_ERROR", "status": "error", "details": {},
+                                             "message": "error occured while parsing the query"})
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_refused_count_reads_the_pages_one_at_a_time_and_is_not_asked_again(sandbox):
+    seed(sandbox, "bigin", 10_500)  # crosses a 10,000-record chunk
+    serial = {r.id: r.values for r in read(sandbox.client("bigin", name="serial", max_concurrency=1))}
+    refuse = RefuseCount(sandbox.transport.inner)
+    sandbox.transport.inner = refuse
+    client = sandbox.client("bigin", max_concurrency=10)
+    got = read(client)
+    assert len(got) == 10_500 and {r.id: r.values for r in got} == serial  # nothing lost, nothing twice
+    assert refuse.refused == 1 and "Contacts" in client.count_refused
+    assert client.stats()[("Contacts", "coql")] == math.ceil(10_500 / 200)  # still the floor of pages
+    again = read(client, since=datetime(2000, 1, 1, tzinfo=timezone.utc))
+    assert len(again) == 10_500 and refuse.refused == 1  # the client does not ask it again
