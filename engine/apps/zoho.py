@@ -477,13 +477,12 @@ class _Columns:
 class _Chunk:
     """Up to ``COQL_WINDOW`` records of one id range: ``id > lower`` (None: from the first record)."""
 
-    __slots__ = ("index", "lower", "upper", "size", "seen", "pending", "last_offset")
+    __slots__ = ("index", "lower", "upper", "seen", "pending", "last_offset")
 
-    def __init__(self, index: int, lower: int | None, size: int):
+    def __init__(self, index: int, lower: int | None):
         self.index = index
         self.lower = lower
         self.upper: int | None = None     # the id of the chunk's last record, once its last page is read
-        self.size = size                  # records expected (from the count)
         self.seen: set[str] = set()       # ids yielded (an insert shifts a page: duplicates are dropped)
         self.pending = 0                  # pages submitted and not yet consumed
         self.last_offset = -1             # highest offset scheduled
@@ -606,7 +605,7 @@ class _ParallelRead:
         try:
             counts = self.module not in self.c.count_refused
             count_future = pool.submit(self.count, None) if self.since is None and counts else None
-            chunk0 = _Chunk(0, None, COQL_WINDOW)
+            chunk0 = _Chunk(0, None)
             records, more = self.page(self._where(self.since, None), 0)
             chunk0.seen.update(r.id for r in records)
             kept = self._changed(records)
@@ -653,7 +652,7 @@ class _ParallelRead:
                     nxt: _Chunk | None = None
                     if boundary and len(records) == COQL_PAGE:
                         chunk.upper = int(records[-1].id)  # the next chunk: ids past this chunk's last one
-                        nxt = _Chunk(chunk.index + 1, chunk.upper, 0)
+                        nxt = _Chunk(chunk.index + 1, chunk.upper)
                         schedule(nxt, max(total - COQL_WINDOW * nxt.index, 1))
                     elif off == chunk.last_offset and len(records) == COQL_PAGE and more and chunk.upper is None:
                         # records came in meanwhile (the count was lower): read on, a page at a time
@@ -661,7 +660,7 @@ class _ParallelRead:
                             schedule(chunk, off + 2 * COQL_PAGE, off + COQL_PAGE)
                         else:
                             chunk.upper = int(records[-1].id)
-                            nxt = _Chunk(chunk.index + 1, chunk.upper, 0)
+                            nxt = _Chunk(chunk.index + 1, chunk.upper)
                             schedule(nxt, 1)
                     out = []
                     upper, seen = chunk.upper, chunk.seen

@@ -373,11 +373,6 @@ class Executor:
         if unlink["left"] or unlink["right"] or rows:
             self.r.resolver.forget(module)
 
-    def send(self, writes: list[Op]) -> tuple[list[WriteResult], list[JournalEntry | None], list[JournalEntry]]:
-        """Every write batch journalled, then sent concurrently. Returns one result and one journal entry
-        per op (in order), and the entries journalled."""
-        return self._collect(writes, *self._submit(writes))
-
     def _submit(self, writes: list[Op]) -> tuple[list[tuple[str, str, list[int], list[Op]]], list[Future],
                                                   list[JournalEntry]]:
         """Journal every write batch, then hand the batches to the write threads."""
