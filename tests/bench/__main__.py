@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-max-n", type=_size, default=100_000,
                     help="skip latency runs above this N (they take calls x latency / concurrency)")
     ap.add_argument("--plan-sizes", default="100,1000", help="integrations for validate + plan")
-    ap.add_argument("--profile", type=Path, help="write a cProfile file per measured sync into DIR")
+    ap.add_argument("--profile", type=Path, help="write a CPU-time cProfile file per measured sync into DIR (.prof: all threads, .prof.main: the calling thread)")
     ap.add_argument("--trace-memory", action="store_true",
                     help="run the measured syncs under tracemalloc and keep the top allocation sites (slow)")
     ap.add_argument("--workdir", type=Path, help="keep the working directories here (default: a temp dir, removed)")

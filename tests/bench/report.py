@@ -141,10 +141,15 @@ def _us(v: float | None) -> str:
     return "-" if v is None else f"{v:.0f}"
 
 
+def _main_us(row: Any) -> str:
+    v = (row.detail or {}).get("main_thread_cpu_s")
+    return "-" if v is None or not row.records else f"{v / row.records * 1e6:.0f}"
+
+
 def one_line(row: Any) -> str:
     return (f"{row.scenario:<9} N={row.n:<8} lat={row.latency_ms:<4} calls={row.total_calls()} (floor "
             f"{row.total_floor()}) writes={row.writes} wall={row.wall_s:.2f}s cpu={row.cpu_s:.2f}s "
-            f"sync_cpu={row.sync_cpu_s:.2f}s ({_us(row.cpu_us_per_record())} us/rec, local {_us(row.local_us_per_record())}) rss={row.maxrss_mb:.0f}MB {row.check}")
+            f"sync_cpu={row.sync_cpu_s:.2f}s ({_us(row.cpu_us_per_record())} us/rec, local {_us(row.local_us_per_record())}, main thread {_main_us(row)}) rss={row.maxrss_mb:.0f}MB {row.check}")
 
 
 def write(path: Path, results: dict[str, dict[str, Any]], argv: list[str]) -> None:

@@ -109,7 +109,7 @@ def _row(name: str, n: int, lat: int, conc: int, m: h.Measured, floor: dict[str,
                transport_cpu_s=None if m.transport_cpu_s is None else round(m.transport_cpu_s, 3),
                detail={"counts": counts, "calls": m.calls, "sync_wall_s": round(m.sync_wall_s, 3),
                        "top_alloc": m.extra.get("top_alloc"), "traced_peak_bytes": m.extra.get("traced_peak_bytes"),
-                       "server_cpu_s": m.extra.get("server_cpu_s"),
+                       "server_cpu_s": m.extra.get("server_cpu_s"), "main_thread_cpu_s": m.extra.get("main_thread_cpu_s"),
                        "rss_before_mb": round(m.rss_before_kb / 1024, 1)})
 
 

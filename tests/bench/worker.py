@@ -104,10 +104,10 @@ def run(root: str, state_url: str, name: str, *, profile: str | None = None,
                 import cProfile
                 import threading
 
-                prof = cProfile.Profile()
+                prof = cProfile.Profile(time.thread_time)  # CPU time: waits do not count
 
                 def _profile_thread(*_: Any) -> None:  # first event in a new thread: profile it too
-                    p = cProfile.Profile()
+                    p = cProfile.Profile(time.thread_time)
                     thread_profs.append(p)
                     p.enable()
 
@@ -116,7 +116,7 @@ def run(root: str, state_url: str, name: str, *, profile: str | None = None,
             # threads: sync CPU minus it is syncform's local work
             transport_cpu = getattr(_http(), "transport_cpu_seconds", None)
             tcpu0 = transport_cpu() if transport_cpu else 0.0
-            cpu0, wall0 = time.process_time(), time.perf_counter()
+            cpu0, wall0, main0 = time.process_time(), time.perf_counter(), time.thread_time()
             if prof is not None:
                 prof.enable()
             peak: dict[str, Any] = {"bytes": 0, "snap": None}
@@ -134,7 +134,7 @@ def run(root: str, state_url: str, name: str, *, profile: str | None = None,
                                    progress=progress if trace_memory else None)
             if prof is not None:
                 prof.disable()
-            cpu1, wall1 = time.process_time(), time.perf_counter()
+            cpu1, wall1, main1 = time.process_time(), time.perf_counter(), time.thread_time()
             tcpu = transport_cpu() - tcpu0 if transport_cpu else None
         finally:
             store.release_lock(lock.id)
@@ -150,6 +150,7 @@ def run(root: str, state_url: str, name: str, *, profile: str | None = None,
         if prof is not None and profile:
             import pstats
 
+            prof.dump_stats(profile + ".main")  # the calling thread alone
             stats = pstats.Stats(prof)
             for p in thread_profs:  # the executor's write threads and the read-ahead thread
                 try:
@@ -159,6 +160,7 @@ def run(root: str, state_url: str, name: str, *, profile: str | None = None,
                     pass
             stats.dump_stats(profile)
         return {"report": rep.as_dict(), "ok": rep.ok, "sync_cpu_s": cpu1 - cpu0, "sync_wall_s": wall1 - wall0,
+                "main_thread_cpu_s": main1 - main0,  # of sync_cpu_s, the calling thread (plan, journal, links)
                 "transport_cpu_s": tcpu,
                 "client_stats": {"left": {f"{m}/{op}": n for (m, op), n in left.stats().items()},
                                  "right": {f"{m}/{op}": n for (m, op), n in right.stats().items()}},
