@@ -81,8 +81,9 @@ def _link_maker() -> Any:
 make_link = _link_maker()
 
 
-# A link as ``put_link_rows`` takes it: (left_id, right_id, left_values, right_values, left_hash, right_hash)
-LinkRow = tuple[str, str, Mapping[str, Any], Mapping[str, Any], str, str]
+# A link as ``put_link_rows`` takes it: (left_id, right_id, left_values, right_values, left_hash, right_hash);
+# a merge base may come as its stored JSON text already (a ``str``: ``engine.state.core.encode_json`` of it)
+LinkRow = tuple[str, str, Mapping[str, Any] | str, Mapping[str, Any] | str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +189,9 @@ class StateStore(Protocol):
     # --- journal ----------------------------------------------------------------------------------
     def journal_add(self, entry: JournalEntry) -> int: ...
     def journal_add_many(self, entries: Iterable[JournalEntry]) -> list[int]: ...  # one transaction; ids in order
+    # the same for payloads encoded by the caller: items (target, operation, JSON text of the payload)
+    def journal_add_texts(self, integration: str, module: str, items: Iterable[tuple[str, str, str]], *,
+                          created: datetime | None = None) -> list[int]: ...
     def journal_done(self, entry_id: int) -> None: ...
     def journal_pending(self, integration: str, module: str | None = None) -> list[JournalEntry]: ...
 

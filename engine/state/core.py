@@ -65,9 +65,14 @@ def plain_dict(value: Mapping[str, Any]) -> dict[str, Any]:
     return value if type(value) is dict else dict(value)  # type: ignore[return-value]
 
 
-def encode_bases(left: Mapping[str, Any], right: Mapping[str, Any]) -> tuple[str, str]:
-    """The stored JSON texts of a link's two merge bases (``encode_json`` of each)."""
-    lv = plain_dict(left)
+def encode_bases(left: Mapping[str, Any] | str, right: Mapping[str, Any] | str) -> tuple[str, str]:
+    """The stored JSON texts of a link's two merge bases (``encode_json`` of each). A base given as a
+    ``str`` is taken as its stored text already (``encode_json`` of it, made by the caller: a merge base
+    is a mapping, never a string)."""
+    if left.__class__ is str or right.__class__ is str:
+        return (left if left.__class__ is str else encode_json(plain_dict(left)),  # type: ignore[arg-type]
+                right if right.__class__ is str else encode_json(plain_dict(right)))  # type: ignore[return-value,arg-type]
+    lv = plain_dict(left)  # type: ignore[arg-type]
     text = encode_json(lv)
     if right is left:
         return text, text
@@ -645,6 +650,17 @@ class SQLStore:
     def journal_add_many(self, entries: Iterable[JournalEntry]) -> list[int]:
         with self.transaction():
             return [self.journal_add(e) for e in entries]
+
+    def journal_add_texts(self, integration: str, module: str, items: Iterable[tuple[str, str, str]], *,
+                          created: datetime | None = None) -> list[int]:
+        """``journal_add_many`` of entries whose payloads the caller encoded: ``items`` are (target,
+        operation, payload text), the text a JSON array of per-record objects (what ``encode_journal``
+        makes of a payload). One transaction; the ids in order."""
+        stamp = self._ts(created or self._clock())
+        sql = "INSERT INTO journal (integration, module, target, operation, payload, created) VALUES (?, ?, ?, ?, ?, ?)"
+        with self.transaction():
+            return [self._insert_id(sql, (integration, module, target, operation, text, stamp))
+                    for target, operation, text in items]
 
     def journal_done(self, entry_id: int) -> None:
         with self.transaction():

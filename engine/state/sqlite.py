@@ -267,8 +267,9 @@ class SQLiteStore(SQLStore):
         out = []
         append = out.append
         for lid, rid, lv, rv, lh, rh in rows:
-            left, right = encode_bases(lv, rv)
-            append((integration, module, lid, rid, left, right, lh, rh, stamp))
+            if lv.__class__ is not str or rv.__class__ is not str:  # else: their stored texts already
+                lv, rv = encode_bases(lv, rv)
+            append((integration, module, lid, rid, lv, rv, lh, rh, stamp))
         if not out:
             return
         with self.transaction():

@@ -4,6 +4,7 @@ then links, failures and the journal committed in one transaction per executed s
 from __future__ import annotations
 
 import collections
+import operator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -33,18 +34,57 @@ def _direction(target: str) -> str:
     return "left-to-right" if target == "right" else "right-to-left"
 
 
+_TARGET = operator.attrgetter("target")
+_KIND = operator.attrgetter("kind")
+
+
 def _by_target_and_kind(ops: list[Op], *, writes_only: bool = False) -> dict[tuple[str, str], list[int]]:
     """Positions of ``ops`` per (target, operation), in order: the write batches they make."""
+    keys = list(zip(map(_TARGET, ops), map(_KIND, ops)))
+    distinct = set(keys)
+    if len(distinct) == 1:  # the common case (a copy: all creates on one side): no loop in Python
+        (key,) = distinct
+        return {} if writes_only and key[1] not in _WRITES else {key: list(range(len(ops)))}
     groups: dict[tuple[str, str], list[int]] = {}
-    for i, o in enumerate(ops):
-        if writes_only and o.kind not in _WRITES:
+    for i, key in enumerate(keys):
+        if writes_only and key[1] not in _WRITES:
             continue
-        g = groups.get((o.target, o.kind))
+        g = groups.get(key)
         if g is None:
-            groups[(o.target, o.kind)] = [i]
+            groups[key] = [i]
         else:
             g.append(i)
     return groups
+
+
+def _partial_batches(ops: list[Op]) -> tuple[list[Op], list[Op]]:
+    """``ops`` split into (those carried out now, those kept back): each target and operation's partial
+    batch of writes (its last ``len % BATCH`` writes) is kept, with every op of the pairs they belong to
+    (a link commits only when all of its pair's writes succeeded); both in their order in ``ops``."""
+    counts = collections.Counter(zip(map(_TARGET, ops), map(_KIND, ops)))
+    rem = {key: n % BATCH for key, n in counts.items() if key[1] in _WRITES and n % BATCH}
+    if not rem:
+        return ops, []
+    kept: set[int] = set()  # positions of the partial batches: the last writes of their group
+    i = len(ops)
+    while rem:
+        i -= 1
+        o = ops[i]
+        key = (o.target, o.kind)
+        n = rem.get(key)
+        if n:
+            kept.add(i)
+            if n == 1:
+                del rem[key]
+            else:
+                rem[key] = n - 1
+    pairs = {p for p in (ops[j].pair for j in kept) if p}
+    now: list[Op] = [o for o in ops[:i] if o.pair not in pairs] if pairs else ops[:i]
+    later: list[Op] = [o for o in ops[:i] if o.pair in pairs] if pairs else []
+    for j in range(i, len(ops)):
+        o = ops[j]
+        (later if j in kept or (o.pair and o.pair in pairs) else now).append(o)
+    return now, later
 
 
 class _Buffer:
@@ -71,16 +111,8 @@ class _Buffer:
         first); a final flush (not ``whole_batches``) waits for everything unless ``drain`` is False."""
         ops, self.ops, self.writes = self.ops, [], 0
         if whole_batches:
-            groups = _by_target_and_kind(ops, writes_only=True)
-            kept = [ops[i] for g in groups.values() for i in g[len(g) - len(g) % BATCH:]]
-            if kept:
-                keep = {id(o) for o in kept}
-                pairs = {o.pair for o in kept if o.pair}
-                now: list[Op] = []
-                for o in ops:
-                    (self.ops if id(o) in keep or (o.pair and o.pair in pairs) else now).append(o)
-                self.writes = sum(1 for o in self.ops if o.kind in _WRITES)
-                ops = now
+            ops, self.ops = _partial_batches(ops)
+            self.writes = sum(1 for o in self.ops if o.kind in _WRITES)
         # pipelined: this flush's batches go out before earlier flushes' results are committed, so the
         # apps always have requests waiting (a barrier per flush left ~1 in 4 request slots idle, and
         # made the left side's writes wait for the right side's last batches)
@@ -166,6 +198,61 @@ def journal_source_values(item: Mapping[str, Any]) -> dict[str, Any]:
     return dict(src or {})
 
 
+def journal_creates(ops: list[Op]) -> tuple[str, list[tuple[str, str] | None]]:
+    """The stored journal text of a create batch (``encode_journal(journal_payload(ops))`` in content)
+    and, per op, the stored texts of its link's two merge bases (left, right), or None without a link.
+
+    Each create's values are encoded once (``encode_json``, the merge bases' canonical text): that text
+    is the values in the journal, the target's merge base (the values written) and, when the fields are
+    copied to ones of the same name, the source's too. What was three encodings of the same dict per
+    record (the journal's and the link's two) is one."""
+    from json.encoder import encode_basestring_ascii as string
+
+    from engine.state.core import encode_json, encode_payload, plain_dict
+
+    pieces: list[str] = []
+    add = pieces.append
+    bases: list[tuple[str, str] | None] = []
+    base = bases.append
+    for o in ops:
+        values = o.values
+        if values.__class__ is not dict:
+            values = dict(values)
+        text = encode_json(values)
+        sid, keys = o.source_id, o.keys
+        # the common shapes by hand (a string id, one key of a string value), as the encoder writes them
+        if len(keys) == 1 and keys[0][1].__class__ is str and keys[0][0].__class__ is str:
+            keys_text = "[[" + string(keys[0][0]) + "," + string(keys[0][1]) + "]]"
+        else:
+            keys_text = encode_payload(keys)
+        head = ('{"source_id":' + (string(sid) if sid.__class__ is str else encode_payload(sid)) + ',"values":' + text
+                + ',"keys":' + keys_text)
+        link = o.link
+        if link is None:
+            add(head + ',"source_values":{}}')
+            base(None)
+            continue
+        # equal dicts encode alike when every value is a string or None (1 == 1.0 == True do not)
+        plain = True
+        for v in values.values():
+            if v is not None and v.__class__ is not str:
+                plain = False
+                break
+        if o.target == "right":
+            src, tgt = link.left_values, link.right_values
+        else:
+            src, tgt = link.right_values, link.left_values
+        if plain and (src is values or src == values):
+            stext = text
+            add(head + "}")
+        else:
+            stext = encode_json(plain_dict(src))
+            add(head + ',"source_values":' + stext + "}")
+        ttext = text if plain and (tgt is values or tgt == values) else encode_json(plain_dict(tgt))
+        base((stext, ttext) if o.target == "right" else (ttext, stext))
+    return "[" + ",".join(pieces) + "]", bases
+
+
 class _LazyRedactor:
     def redact(self, text: str) -> str:
         from engine.apps.http import REDACTOR as real  # an app's message may echo credentials
@@ -184,7 +271,8 @@ class _Pending:
     writes: list[Op]
     batches: list[tuple[str, str, list[int], list[Op]]]
     futs: list[Future]
-    entries: list[JournalEntry]
+    ids: list[int]  # the journal entry of each batch
+    bases: list[tuple[str, str] | None] | None  # per write: its link's merge bases as stored texts (creates)
 
     def wait(self) -> None:
         wait(self.futs)
@@ -249,11 +337,37 @@ class Executor:
         writes = [o for o in ops if o.kind in _WRITES]
         return _Pending(ops, writes, *self._submit(writes))
 
+    def _tally(self, counted: dict[tuple[str, str, str], int], ops: list[Op], ok: Callable[[int], bool]) -> None:
+        """Add ``counted`` ((count kind, op kind, target) -> n) to the report, and sample the first ops of
+        each kind whose samples are not full yet (``ok(i)``: whether ``ops[i]`` counts)."""
+        rep = self.mr.rep
+        tally, samples = rep.counts, rep.samples
+        hungry: set[str] = set()
+        for (kind, op_kind, target), n in counted.items():
+            if op_kind == "fail" or op_kind == "skip":  # target: the side of the record that could not sync
+                d = "left-to-right" if target == "left" else "right-to-left"
+            else:
+                d = "left-to-right" if target == "right" else "right-to-left"
+            tally[d][OP_TO_COUNT[kind]] += n
+            got = samples.get(kind)
+            if got is None or len(got) < SAMPLES_PER_KIND:
+                hungry.add(kind)
+        for kind in hungry:  # the first ops of that kind, in order (as counting them one by one did)
+            for i, op in enumerate(ops):
+                if op.kind == kind and ok(i):
+                    got = samples.get(kind)
+                    if got is not None and len(got) >= SAMPLES_PER_KIND:
+                        break
+                    self.sample(op, kind)
+
     def finish(self, pending: "_Pending") -> None:
         """Wait for a ``start``'s batches, then commit links, failures and the journal in one transaction."""
-        ops, writes = pending.ops, pending.writes
-        results, entry_of, sent = self._collect(writes, pending.batches, pending.futs, pending.entries)
-        failed_pairs = {op.pair for op, res in zip(writes, results) if not res.ok and op.pair}
+        ops, writes, bases = pending.ops, pending.writes, pending.bases
+        results, entry_of, entries = self._collect(writes, pending.batches, pending.futs, pending.ids)
+        failing = self._failing()
+        # the ids synced are resolved only where a failure may wait for them (most runs: none)
+        track = failing is None or bool(failing.get("left")) or bool(failing.get("right"))
+        bad = [i for i, res in enumerate(results) if not res.ok]
         rows: list[LinkRow] = []  # the links to put, as rows: a sync puts one per record written
         put = rows.append
         failures: list[Failure] = []
@@ -261,51 +375,61 @@ class Executor:
         resolved_left, resolved_right = resolved["left"], resolved["right"]
         unlink: dict[str, list[str]] = {"left": [], "right": []}
         now = _now(self.r.clock)
-        done_pairs: set[str] = set()
-        entries = {e.id for e in sent}
-        count = self.count
-        rep = self.mr.rep
-        tally = rep.counts
-        samples = rep.samples
-        for i, (op, res) in enumerate(zip(writes, results)):
+        # a pair commits its link once, after its first write that landed, and never when one of its writes failed
+        done_pairs: set[str] = {p for p in (writes[i].pair for i in bad) if p}
+        updated: dict[str, Any] = {}  # pair -> the link an update of it put (a matched pair's link op carries it too)
+        if writes:
+            counted: dict[tuple[str, str, str], int] = {}
+            for target, kind, idxs, _ in pending.batches:
+                key = (kind, kind, target)
+                counted[key] = counted.get(key, 0) + len(idxs)
+            for i in bad:
+                key = (writes[i].kind, writes[i].kind, writes[i].target)
+                counted[key] -= 1
+            self._tally(counted, writes, lambda i: results[i].ok)
+        for i, op, res in zip(range(len(writes)), writes, results):
+            if not res.ok:
+                continue
+            kind = op.kind
             target = op.target
-            if res.ok:
-                kind = op.kind
-                # self.count(op), inline: one per record written
-                tally["left-to-right" if target == "right" else "right-to-left"][OP_TO_COUNT[kind]] += 1
-                got = samples.get(kind)
-                if got is None or len(got) < SAMPLES_PER_KIND:
-                    self.sample(op, kind)
-                if kind == "delete":
-                    unlink["left" if target == "right" else "right"].append(op.source_id or "")
-                    continue
-                pair = op.pair
-                if not pair or pair in failed_pairs or pair in done_pairs:
-                    continue
-                done_pairs.add(pair)
-                link = op.link
+            if kind == "delete":
+                unlink["left" if target == "right" else "right"].append(op.source_id or "")
+                continue
+            pair = op.pair
+            if not pair or pair in done_pairs:
+                continue
+            done_pairs.add(pair)
+            link = op.link
+            if link is None:
+                if track:
+                    (resolved_left if target == "right" else resolved_right).append(op.source_id or "")
+                continue
+            lid, rid = link.left_id, link.right_id
+            if kind == "create":  # the new record's id completes the link
                 if target == "right":
-                    if link is not None:
-                        rid = link.right_id
-                        if kind == "create":  # the new record's id completes the link
-                            rid = res.id or ""
-                        put((link.left_id, rid, link.left_values, link.right_values, link.left_hash,
-                             link.right_hash))
-                        resolved_right.append(rid)  # its partner too
+                    rid = res.id or ""
+                else:
+                    lid = res.id or ""
+            else:
+                updated[pair] = link
+            b = bases[i] if bases is not None else None
+            if b is None:
+                put((lid, rid, link.left_values, link.right_values, link.left_hash, link.right_hash))
+            else:
+                put((lid, rid, b[0], b[1], link.left_hash, link.right_hash))
+            if track:  # the record and its partner
+                if target == "right":
+                    resolved_right.append(rid)
                     resolved_left.append(op.source_id or "")
                 else:
-                    if link is not None:
-                        lid = link.left_id
-                        if kind == "create":
-                            lid = res.id or ""
-                        put((lid, link.right_id, link.left_values, link.right_values, link.left_hash,
-                             link.right_hash))
-                        resolved_left.append(lid)
+                    resolved_left.append(lid)
                     resolved_right.append(op.source_id or "")
-                continue
+        for i in bad:
+            op, res = writes[i], results[i]
+            target = op.target
             src = "left" if target == "right" else "right"
             code = MANDATORY_MISSING if res.code in ("MANDATORY_NOT_FOUND", "MANDATORY_MISSING") else REJECTED_BY_APP
-            count(op, "fail")
+            self.count(op, "fail")
             failures.append(Failure(id=None, integration=self.name, module=self.module.name,
                                     side=src if op.kind != "delete" else target,
                                     record_id=(op.source_id if op.kind != "delete" else op.target_id) or "",
@@ -315,24 +439,30 @@ class Executor:
                                     first_seen=now, last_seen=now))
             e = entry_of[i]
             if e is not None and op.kind == "create" and (res.transient or res.details.get("request_level")):
-                entries.discard(e.id)  # it may have landed: the next run looks it up before creating again
+                entries.discard(e)  # it may have landed: the next run looks it up before creating again
         if len(writes) != len(ops):
+            counted = {}
             for op in ops:
                 kind = op.kind
                 if kind in _WRITES:
                     continue
                 if kind == "link":
-                    if op.code != "refresh":
-                        count(op)
+                    code = op.code
+                    if code != "refresh":
+                        key = ("link", "link", op.target)
+                        counted[key] = counted.get(key, 0) + 1
                     link = op.link
-                    put((link.left_id, link.right_id, link.left_values, link.right_values,  # type: ignore[union-attr]
-                         link.left_hash, link.right_hash))  # type: ignore[union-attr]
-                    resolved[op.side].append(op.source_id or "")
-                    if op.code != "refresh" and link is not None:  # linked: neither side is failing any more
-                        resolved_left.append(link.left_id)
-                        resolved_right.append(link.right_id)
+                    if updated.get(op.pair) is not link:  # else an update of the pair put this very link
+                        put((link.left_id, link.right_id, link.left_values, link.right_values,  # type: ignore[union-attr]
+                             link.left_hash, link.right_hash))  # type: ignore[union-attr]
+                    if track:
+                        resolved[op.side].append(op.source_id or "")
+                        if code != "refresh" and link is not None:  # linked: neither side is failing any more
+                            resolved_left.append(link.left_id)
+                            resolved_right.append(link.right_id)
                 elif kind == "unlink":
-                    count(op)
+                    key = ("unlink", "unlink", op.target)
+                    counted[key] = counted.get(key, 0) + 1
                     src = other(op.target)
                     unlink[src].append(op.source_id or "")
                     if op.code != "both-deleted":  # the partner stays: keep a tombstone so it is never revived
@@ -340,13 +470,16 @@ class Executor:
                         rid = op.target_id if src == "left" else TOMBSTONE + (op.source_id or "")
                         put((lid or "", rid or "", {}, {}, "", ""))
                 elif kind in ("fail", "conflict") and (kind == "fail" or op.code == CONFLICT_SKIPPED):
-                    count(op)
+                    key = (kind, kind, op.target)
+                    counted[key] = counted.get(key, 0) + 1
                     failures.append(Failure(id=None, integration=self.name, module=self.module.name,
                                             side=op.target, record_id=op.source_id or "", code=op.code,
                                             message=op.message, first_seen=now, last_seen=now))
                 elif kind in ("conflict", "skip"):
-                    count(op)
-        failing = self._failing()
+                    key = (kind, kind, op.target)
+                    counted[key] = counted.get(key, 0) + 1
+            if counted:
+                self._tally(counted, ops, lambda i: not (ops[i].kind == "link" and ops[i].code == "refresh"))
         store, name, module = self.store, self.name, self.module.name
         with store.transaction():
             for side in ("left", "right"):
@@ -358,56 +491,65 @@ class Executor:
                 store.add_failure(f)
                 if failing is not None:
                     failing.setdefault(f.side, set()).add(f.record_id)
-            for side in ("left", "right"):
-                if failing is None:
-                    ids = [i for i in resolved[side] if i]
-                else:  # only the ids that have a failure to resolve (most runs: none, and no query)
-                    fs = failing.get(side)
-                    ids = [i for i in resolved[side] if i and i in fs] if fs else []
-                if ids:
-                    store.resolve_failures(name, module, side, ids)
-                    if failing is not None:
-                        failing[side].difference_update(ids)
+            if track:
+                for side in ("left", "right"):
+                    if failing is None:
+                        ids = [i for i in resolved[side] if i]
+                    else:  # only the ids that have a failure to resolve
+                        fs = failing.get(side)
+                        ids = [i for i in resolved[side] if i and i in fs] if fs else []
+                    if ids:
+                        store.resolve_failures(name, module, side, ids)
+                        if failing is not None:
+                            failing[side].difference_update(ids)
             for eid in entries:
-                store.journal_done(eid)  # type: ignore[arg-type]
+                store.journal_done(eid)
         if unlink["left"] or unlink["right"] or rows:
             self.r.resolver.forget(module)
 
-    def _submit(self, writes: list[Op]) -> tuple[list[tuple[str, str, list[int], list[Op]]], list[Future],
-                                                  list[JournalEntry]]:
+    def _submit(self, writes: list[Op]) -> tuple[list[tuple[str, str, list[int], list[Op]]], list[Future], list[int],
+                                                  list[tuple[str, str] | None] | None]:
         """Journal every write batch, then hand the batches to the write threads."""
         if not writes:
-            return [], [], []
+            return [], [], [], None
         groups = _by_target_and_kind(writes)
         batches: list[tuple[str, str, list[int], list[Op]]] = []
+        texts: list[tuple[str, str, str]] = []
+        bases: list[tuple[str, str] | None] | None = None
         for (target, kind), g in groups.items():
             for j in range(0, len(g), BATCH):
                 idxs = g[j:j + BATCH]
-                batches.append((target, kind, idxs, [writes[i] for i in idxs]))
-        created = _now(self.r.clock)
-        pending = [JournalEntry(id=None, integration=self.name, module=self.module.name, target=target,
-                                operation=kind, payload=journal_payload(part), created=created)
-                   for target, kind, _, part in batches]
-        add_many = getattr(self.store, "journal_add_many", None)
-        ids = add_many(pending) if add_many is not None else [self.store.journal_add(e) for e in pending]
-        entries = [JournalEntry(id=eid, integration=e.integration, module=e.module, target=e.target,
-                                operation=e.operation, payload=e.payload, created=e.created)
-                   for e, eid in zip(pending, ids)]
-        futs = [self._pool().submit(self._send_one, target, kind, part) for target, kind, _, part in batches]
-        return batches, futs, entries
+                part = [writes[i] for i in idxs]
+                batches.append((target, kind, idxs, part))
+                if kind == "create":  # values encoded once: the journal's text and the links' merge bases
+                    text, made = journal_creates(part)
+                    if bases is None:
+                        bases = [None] * len(writes)
+                    for i, b in zip(idxs, made):
+                        bases[i] = b
+                else:
+                    from engine.state.core import encode_journal
+
+                    text = encode_journal(journal_payload(part))
+                texts.append((target, kind, text))
+        ids = self.store.journal_add_texts(self.name, self.module.name, texts, created=_now(self.r.clock))
+        submit = self._pool().submit
+        futs = [submit(self._send_one, target, kind, part) for target, kind, _, part in batches]
+        return batches, futs, ids, bases
 
     def _collect(self, writes: list[Op], batches: list[tuple[str, str, list[int], list[Op]]], futs: list[Future],
-                 entries: list[JournalEntry]) -> tuple[list[WriteResult], list[JournalEntry | None],
-                                                        list[JournalEntry]]:
+                 ids: list[int]) -> tuple[list[WriteResult], list[int | None], set[int]]:
         """Wait for the batches (each one goes out, even when one raises), retry transient per-record
-        failures once, and return one result and one journal entry per write, in order."""
+        failures once, and return one result and one journal entry id per write, in order, and the
+        entries to mark done."""
         if not writes:
-            return [], [], []
+            return [], [], set()
         wait(futs)
         results: list[WriteResult | None] = [None] * len(writes)
-        entry_of: list[JournalEntry | None] = [None] * len(writes)
-        for (_, _, idxs, _), fut, entry in zip(batches, futs, entries):
-            for i, res in zip(idxs, fut.result()):
+        entry_of: list[int | None] = [None] * len(writes)
+        for (_, _, idxs, _), fut, entry in zip(batches, futs, ids):
+            got = fut.result()
+            for i, res in zip(idxs, got):
                 results[i] = res
                 entry_of[i] = entry
         # transient per-record failures (429/5xx for that record): one more attempt
@@ -422,8 +564,10 @@ class Executor:
                     part = idxs[j:j + BATCH]
                     for i, res in zip(part, self._send_one(target, kind, [writes[i] for i in part])):
                         results[i] = res
-        missing = WriteResult(ok=False, code="NO_RESULT", message="the app returned no result")
-        return [r or missing for r in results], entry_of, entries
+        if any(r is None for r in results):
+            missing = WriteResult(ok=False, code="NO_RESULT", message="the app returned no result")
+            results = [r or missing for r in results]
+        return results, entry_of, set(ids)  # type: ignore[return-value]
 
     def _pool(self) -> ThreadPoolExecutor:
         """The module run's write threads, as many as both connections allow requests at once: started

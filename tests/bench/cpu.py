@@ -10,6 +10,11 @@ Phases (the same code the engine runs, on the bench spec's 6 mapped fields of Bi
   encode     the write bodies (json.dumps of {"data": [...]} per 100)
   journal    journal_add of the write batches (what the executor journals before sending)
   links      put_links of the new links (SQLite, one transaction per 100)
+  exec-new   the real Executor carrying plan-new's creates out (journal, batches, links) against a real
+             SQLite state and an in-memory AppClient (tests/bench/cpu_exec.py): calling thread, and in
+             brackets the whole process (write threads included)
+  exec-match the same for plan-match's ops (links and updates of matched pairs)
+             (both: the least of 3 runs)
 The sum is a lower bound of the sync's CPU per record (HTTP, threads and the report come on top).
 """
 
@@ -25,7 +30,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from tests.bench.cpu_exec import measure
 from tests.bench.harness import FIELDS
+
+# a one-way copy's local work: parse, plan, the executor's own (journal, encode inside it, links)
+_SUM = ("parse", "plan-new", "plan-echo", "encode", "exec-new")
 
 
 def _spec(direction: str) -> Any:
@@ -67,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     lraw, rraw = _raw("bigin", n), _raw("zoho_crm", n)
     bodies = [json.dumps({"data": lraw[i:i + 200], "info": {"more_records": True}}) for i in range(0, n, 200)]
     results: dict[str, float] = {}
+    process: dict[str, float] = {}  # phases that also run threads: the whole process's CPU
 
     def timed(name: str, fn: Callable[[], Any]) -> Any:
         prof = cProfile.Profile() if a.profile == name else None
@@ -115,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         return ops
 
     ops = timed("plan-new", lambda: plan("left-to-right", []))
-    timed("plan-match", lambda: plan("two-way", matched))
+    match_ops = timed("plan-match", lambda: plan("two-way", matched))
     integ = _spec("two-way")
     m = ModuleMapper(integ, integ.modules[0])
     linkmap = {"left": {}, "right": {}}
@@ -150,10 +160,22 @@ def main(argv: list[str] | None = None) -> int:
 
         timed("links", links)
         store.close()
+        for name, phase_ops, direction in (("exec-new", ops, "left-to-right"), ("exec-match", match_ops, "two-way")):
+            prof = cProfile.Profile() if a.profile == name else None
+            if prof:
+                prof.enable()
+            # the least of 3 runs, each into a fresh state (the executor's threads make single runs noisy)
+            runs = [measure(phase_ops, _spec(direction), str(Path(d) / f"{name}{k}.db"), n=n)
+                    for k in range(1 if prof else 3)]
+            if prof:
+                prof.disable()
+                pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+            results[name] = min(r[0] for r in runs)
+            process[name] = min(r[1] for r in runs)
     print(f"CPU µs per record, N={n} ({len(writes)} creates, {sum(1 for o in echo_ops if o.kind != 'link')} ops on the echo)")
     for k, v in results.items():
-        print(f"  {k:<11} {v:7.1f}")
-    print(f"  {'sum':<11} {sum(v for k, v in results.items() if k != 'plan-match'):7.1f}  (parse + plan-new + plan-echo + encode + journal + links)")
+        print(f"  {k:<11} {v:7.1f}" + (f"  ({process[k]:.1f} process)" if k in process else ""))
+    print(f"  {'sum':<11} {sum(v for k, v in results.items() if k in _SUM):7.1f}  ({' + '.join(_SUM)})")
     return 0
 
 
