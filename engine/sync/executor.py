@@ -253,6 +253,34 @@ def journal_creates(ops: list[Op]) -> tuple[str, list[tuple[str, str] | None]]:
     return "[" + ",".join(pieces) + "]", bases
 
 
+def _synced_ids(ops: list[Op], writes: list[Op], results: list[WriteResult], bad: list[int]) -> dict[str, list[str]]:
+    """The record ids, per side, that a finished set of ops synced (their failures are resolved): both
+    records of each write that landed and whose pair had no failed write, and both of each link."""
+    resolved: dict[str, list[str]] = {"left": [], "right": []}
+    left, right = resolved["left"], resolved["right"]
+    failed_pairs = {writes[i].pair for i in bad}
+    for op, res in zip(writes, results):
+        if not res.ok or op.kind == "delete" or not op.pair or op.pair in failed_pairs:
+            continue
+        link = op.link
+        if op.target == "right":
+            if link is not None:
+                right.append(res.id or "" if op.kind == "create" else link.right_id)  # the partner too
+            left.append(op.source_id or "")
+        else:
+            if link is not None:
+                left.append(res.id or "" if op.kind == "create" else link.left_id)
+            right.append(op.source_id or "")
+    for op in ops:
+        if op.kind == "link":
+            resolved[op.side].append(op.source_id or "")
+            link = op.link
+            if op.code != "refresh" and link is not None:  # linked: neither side is failing any more
+                left.append(link.left_id)
+                right.append(link.right_id)
+    return resolved
+
+
 class _LazyRedactor:
     def redact(self, text: str) -> str:
         from engine.apps.http import REDACTOR as real  # an app's message may echo credentials
@@ -364,15 +392,10 @@ class Executor:
         """Wait for a ``start``'s batches, then commit links, failures and the journal in one transaction."""
         ops, writes, bases = pending.ops, pending.writes, pending.bases
         results, entry_of, entries = self._collect(writes, pending.batches, pending.futs, pending.ids)
-        failing = self._failing()
-        # the ids synced are resolved only where a failure may wait for them (most runs: none)
-        track = failing is None or bool(failing.get("left")) or bool(failing.get("right"))
         bad = [i for i, res in enumerate(results) if not res.ok]
         rows: list[LinkRow] = []  # the links to put, as rows: a sync puts one per record written
         put = rows.append
         failures: list[Failure] = []
-        resolved: dict[str, list[str]] = {"left": [], "right": []}
-        resolved_left, resolved_right = resolved["left"], resolved["right"]
         unlink: dict[str, list[str]] = {"left": [], "right": []}
         now = _now(self.r.clock)
         # a pair commits its link once, after its first write that landed, and never when one of its writes failed
@@ -401,8 +424,6 @@ class Executor:
             done_pairs.add(pair)
             link = op.link
             if link is None:
-                if track:
-                    (resolved_left if target == "right" else resolved_right).append(op.source_id or "")
                 continue
             lid, rid = link.left_id, link.right_id
             if kind == "create":  # the new record's id completes the link
@@ -417,13 +438,6 @@ class Executor:
                 put((lid, rid, link.left_values, link.right_values, link.left_hash, link.right_hash))
             else:
                 put((lid, rid, b[0], b[1], link.left_hash, link.right_hash))
-            if track:  # the record and its partner
-                if target == "right":
-                    resolved_right.append(rid)
-                    resolved_left.append(op.source_id or "")
-                else:
-                    resolved_left.append(lid)
-                    resolved_right.append(op.source_id or "")
         for i in bad:
             op, res = writes[i], results[i]
             target = op.target
@@ -441,45 +455,33 @@ class Executor:
             if e is not None and op.kind == "create" and (res.transient or res.details.get("request_level")):
                 entries.discard(e)  # it may have landed: the next run looks it up before creating again
         if len(writes) != len(ops):
-            counted = {}
+            # every op without a write counts (a link refreshing its merge base only excepted)
+            counts = collections.Counter(zip(map(_KIND, ops), map(_TARGET, ops)))
             for op in ops:
                 kind = op.kind
-                if kind in _WRITES:
-                    continue
                 if kind == "link":
                     code = op.code
-                    if code != "refresh":
-                        key = ("link", "link", op.target)
-                        counted[key] = counted.get(key, 0) + 1
+                    if code == "refresh":
+                        counts[("link", op.target)] -= 1
                     link = op.link
                     if updated.get(op.pair) is not link:  # else an update of the pair put this very link
                         put((link.left_id, link.right_id, link.left_values, link.right_values,  # type: ignore[union-attr]
                              link.left_hash, link.right_hash))  # type: ignore[union-attr]
-                    if track:
-                        resolved[op.side].append(op.source_id or "")
-                        if code != "refresh" and link is not None:  # linked: neither side is failing any more
-                            resolved_left.append(link.left_id)
-                            resolved_right.append(link.right_id)
                 elif kind == "unlink":
-                    key = ("unlink", "unlink", op.target)
-                    counted[key] = counted.get(key, 0) + 1
                     src = other(op.target)
                     unlink[src].append(op.source_id or "")
                     if op.code != "both-deleted":  # the partner stays: keep a tombstone so it is never revived
                         lid = TOMBSTONE + (op.source_id or "") if src == "left" else op.target_id
                         rid = op.target_id if src == "left" else TOMBSTONE + (op.source_id or "")
                         put((lid or "", rid or "", {}, {}, "", ""))
-                elif kind in ("fail", "conflict") and (kind == "fail" or op.code == CONFLICT_SKIPPED):
-                    key = (kind, kind, op.target)
-                    counted[key] = counted.get(key, 0) + 1
+                elif kind == "fail" or (kind == "conflict" and op.code == CONFLICT_SKIPPED):
                     failures.append(Failure(id=None, integration=self.name, module=self.module.name,
                                             side=op.target, record_id=op.source_id or "", code=op.code,
                                             message=op.message, first_seen=now, last_seen=now))
-                elif kind in ("conflict", "skip"):
-                    key = (kind, kind, op.target)
-                    counted[key] = counted.get(key, 0) + 1
+            counted = {(kind, kind, target): n for (kind, target), n in counts.items() if n and kind not in _WRITES}
             if counted:
                 self._tally(counted, ops, lambda i: not (ops[i].kind == "link" and ops[i].code == "refresh"))
+        failing = self._failing()
         store, name, module = self.store, self.name, self.module.name
         with store.transaction():
             for side in ("left", "right"):
@@ -491,7 +493,9 @@ class Executor:
                 store.add_failure(f)
                 if failing is not None:
                     failing.setdefault(f.side, set()).add(f.record_id)
-            if track:
+            # the ids synced resolve their failures: looked for only where one may wait (most runs: none)
+            if failing is None or failing.get("left") or failing.get("right"):
+                resolved = _synced_ids(ops, writes, results, bad)
                 for side in ("left", "right"):
                     if failing is None:
                         ids = [i for i in resolved[side] if i]

@@ -104,3 +104,79 @@ def test_equal_values_of_other_types_keep_their_own_text_in_the_merge_base():
     text, (b,) = journal_creates([op])
     assert b == ('{"Count":true}', '{"Count":1}')
     assert decode_json(text)[0]["source_values"] == {"Count": True}
+
+
+def _module_run(store, clock):
+    from engine.sync.engine import ModuleRun, Run
+    from tests.sync.conftest import make_integration
+    from tests.sync.fakes import FakeApp
+
+    left, right = FakeApp("zoho_desk", clock), FakeApp("bigin", clock)
+    run = Run(make_integration(), store=store, left=left, right=right, full=False, dry_run=False, clock=clock,
+              progress=None)
+    return ModuleRun(run, run.integration.modules[0]), left, right
+
+
+def test_one_commit_counts_samples_links_and_failures_as_the_ops_say(store, clock):
+    """A mixed set of ops carried out at once: creates (one rejected), a matched pair's update with its
+    link op, a link whose update was rejected, conflicts, a refresh, an unlink, a failed record."""
+    from engine.state.base import Link
+    from engine.sync.executor import Executor
+    from engine.sync.mapping import CONFLICT_SKIPPED
+
+    mr, left, right = _module_run(store, clock)
+    rid = right.put("Contacts", {"Email": "m@x.io", "Last_Name": "M"})
+    bad = right.put("Contacts", {"Email": "n@x.io", "Last_Name": "N"})
+    right.reject["REJECT"] = ("INVALID_DATA", "no")
+    ops = []
+    for i in range(7):  # 7 creates to the right, the 4th rejected
+        vals = {"Email": f"c{i}@x.io", "Last_Name": "REJECT" if i == 3 else f"C{i}"}
+        src = {"email": vals["Email"], "lastName": vals["Last_Name"]}
+        ops.append(Op("create", "right", source_id=f"L{i}", values=vals, keys=(("Email", vals["Email"]),),
+                      link=Link(f"L{i}", "", src, dict(vals)), pair=f"left:L{i}"))
+    matched = Link("LM", rid, {"email": "m@x.io", "lastName": "Mo"}, {"Email": "m@x.io", "Last_Name": "Mo"})
+    ops += [Op("update", "right", source_id="LM", target_id=rid, values={"Last_Name": "Mo"}, link=matched,
+               pair=f"pair:LM:{rid}"),
+            Op("link", "right", source_id="LM", target_id=rid, link=matched, pair=f"pair:LM:{rid}"),
+            Op("conflict", "right", source_id="LM", target_id=rid, code="latest", message="left wins")]
+    rejected = Link("LN", bad, {"email": "n@x.io"}, {"Email": "n@x.io", "Last_Name": "REJECT"})
+    ops += [Op("update", "right", source_id="LN", target_id=bad, values={"Last_Name": "REJECT"}, link=rejected,
+               pair=f"pair:LN:{bad}"),
+            Op("link", "right", source_id="LN", target_id=bad, link=rejected, pair=f"pair:LN:{bad}")]
+    ops += [Op("link", "right", source_id="LR", target_id="RR", link=Link("LR", "RR", {"a": "1"}, {"A": "1"}),
+               pair="pair:LR:RR", code="refresh"),
+            Op("conflict", "left", source_id="LS", target_id="RS", code=CONFLICT_SKIPPED, message="both changed"),
+            Op("fail", "left", source_id="LF", code="INVALID_VALUE", message="not an e-mail"),
+            Op("unlink", "right", source_id="LU", target_id="RU", code="deleted")]
+    store.put_link_rows("desk-bigin", "contacts", [("LU", "RU", {}, {}, "", "")])
+    ex = Executor(mr)
+    try:
+        ex.execute(ops)
+    finally:
+        ex.close()
+    counts = mr.rep.counts
+    assert counts["left-to-right"]["created"] == 6 and counts["left-to-right"]["updated"] == 1
+    assert counts["left-to-right"]["failed"] == 2 + 1  # a rejected create and update, and the failed record
+    assert mr.rep.total("linked") == 2  # the two matched pairs; the refresh is not counted
+    assert mr.rep.total("conflicts") == 2
+    # samples: the first created ones, in order; the rejected one is a failure
+    assert [s["source_id"] for s in mr.rep.samples["create"]] == ["L0", "L1", "L2"]
+    assert [s["source_id"] for s in mr.rep.samples["fail"]] == ["L3", "LN", "LF"]
+    assert [s["source_id"] for s in mr.rep.samples["link"]] == ["LM", "LN"]
+    links = {ln.left_id: ln for ln in store.iter_links("desk-bigin", "contacts")}
+    created = {v["Email"]: k for k, v in right.all("Contacts").items()}
+    assert {lid: links[lid].right_id for lid in links if lid.startswith("L") and lid[1:].isdigit()} == {
+        f"L{i}": created[f"c{i}@x.io"] for i in range(7) if i != 3}
+    assert dict(links["L0"].right_values) == {"Email": "c0@x.io", "Last_Name": "C0"}
+    assert dict(links["L0"].left_values) == {"email": "c0@x.io", "lastName": "C0"}
+    assert dict(links["LM"].right_values) == {"Email": "m@x.io", "Last_Name": "Mo"}  # put once, the same link
+    assert links["LN"].right_id == bad  # a matched pair is linked even when its update was rejected
+    assert links["LR"].right_id == "RR"
+    assert links["~LU"].right_id == "RU"  # the partner stays: a tombstone
+    assert "LU" not in links
+    failed = sorted((f.side, f.record_id, f.code) for f in store.list_failures("desk-bigin"))
+    assert failed == [("left", "L3", "REJECTED_BY_APP"), ("left", "LF", "INVALID_VALUE"), ("left", "LS", CONFLICT_SKIPPED)]
+    # the rejected update's failure is logged, and resolved at once by its pair's link op (as before)
+    assert [(f.record_id, f.resolved) for f in store.list_failures("desk-bigin", include_resolved=True)
+            if f.record_id == "LN"] == [("LN", True)]
+    assert not store.journal_pending("desk-bigin")
