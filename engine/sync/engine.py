@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import operator
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -56,6 +57,7 @@ READ_AHEAD = 50  # left pages (10,000 records) read while the right side is read
 BUFFER_OPS = 5_000  # ops waiting in the write buffer (most without a write: links) before they are carried out
 SEARCH_LIMIT = 20  # unlinked records per module run looked up by search; beyond, the other side is read once
 Progress = Callable[[str, str, int, int | None], None]  # (module, phase, done, total)
+_modified = operator.attrgetter("modified")
 
 
 def _fmt(dt: datetime) -> str:
@@ -457,7 +459,7 @@ class ModuleRun:
             older: list[Record] = []
             for rec in page:
                 (older if floor is not None and rec.created is not None and rec.created < floor else recent).append(rec)
-                self._seen("right", rec)
+            self._seen("right", page)
             rlinks = self.store.get_links(self.name, self.module.name, side="right",
                                           ids=[r.id for r in page]) if page else {}
             unlinked_right = unlinked_right or any(r.id not in rlinks for r in page)
@@ -484,8 +486,7 @@ class ModuleRun:
         buffer = _Buffer(ex, BATCH * max(self.r.concurrency("left"), self.r.concurrency("right")))
         for page in _chain(pages, [extra] if extra else []):
             page = self.cancellations(page)
-            for rec in page:
-                self._seen("left", rec)
+            self._seen("left", page)
             llinks = self.store.get_links(self.name, self.module.name, side="left", ids=[r.id for r in page])
             if unlinked_right:  # only unlinked right records can still match a left one: else keep memory flat
                 ws.add("left", page, llinks)
@@ -580,10 +581,13 @@ class ModuleRun:
             return []
         return list(self.r.clients[side].get_many(self.api(side), ids))
 
-    def _seen(self, side: str, rec: Record) -> None:
-        cur = self.maxmod[side]
-        if cur is None or rec.modified > cur:
-            self.maxmod[side] = rec.modified
+    def _seen(self, side: str, page: list[Record]) -> None:
+        """The cursor's candidate: the latest Modified_Time read on ``side``, one max() per page."""
+        if page:
+            latest = max(map(_modified, page))
+            cur = self.maxmod[side]
+            if cur is None or latest > cur:
+                self.maxmod[side] = latest
 
     def tick(self, phase: str, n: int) -> None:
         if self.r.progress is not None:
