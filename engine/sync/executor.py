@@ -100,7 +100,7 @@ class _Buffer:
 
     def add(self, ops: list[Op]) -> None:
         self.ops.extend(ops)
-        self.writes += sum(1 for o in ops if o.kind in _WRITES)
+        self.writes += sum(map(_WRITES.__contains__, map(_KIND, ops)))
         if self.writes >= self.limit:
             self.flush(whole_batches=True)
 
@@ -112,7 +112,7 @@ class _Buffer:
         ops, self.ops, self.writes = self.ops, [], 0
         if whole_batches:
             ops, self.ops = _partial_batches(ops)
-            self.writes = sum(1 for o in self.ops if o.kind in _WRITES)
+            self.writes = sum(map(_WRITES.__contains__, map(_KIND, self.ops)))
         # pipelined: this flush's batches go out before earlier flushes' results are committed, so the
         # apps always have requests waiting (a barrier per flush left ~1 in 4 request slots idle, and
         # made the left side's writes wait for the right side's last batches)
@@ -220,16 +220,15 @@ def journal_creates(ops: list[Op]) -> tuple[str, list[tuple[str, str] | None]]:
             values = dict(values)
         text = encode_json(values)
         sid, keys = o.source_id, o.keys
-        # the common shapes by hand (a string id, one key of a string value), as the encoder writes them
+        sid_text = string(sid) if sid.__class__ is str else encode_payload(sid)
+        # the common shape by hand (one key of a string value), as the encoder writes it
         if len(keys) == 1 and keys[0][1].__class__ is str and keys[0][0].__class__ is str:
-            keys_text = "[[" + string(keys[0][0]) + "," + string(keys[0][1]) + "]]"
+            keys_text = f"[[{string(keys[0][0])},{string(keys[0][1])}]]"
         else:
             keys_text = encode_payload(keys)
-        head = ('{"source_id":' + (string(sid) if sid.__class__ is str else encode_payload(sid)) + ',"values":' + text
-                + ',"keys":' + keys_text)
         link = o.link
         if link is None:
-            add(head + ',"source_values":{}}')
+            add(f'{{"source_id":{sid_text},"values":{text},"keys":{keys_text},"source_values":{{}}}}')
             base(None)
             continue
         # equal dicts encode alike when every value is a string or None (1 == 1.0 == True do not)
@@ -244,13 +243,36 @@ def journal_creates(ops: list[Op]) -> tuple[str, list[tuple[str, str] | None]]:
             src, tgt = link.right_values, link.left_values
         if plain and (src is values or src == values):
             stext = text
-            add(head + "}")
+            add(f'{{"source_id":{sid_text},"values":{text},"keys":{keys_text}}}')
         else:
             stext = encode_json(plain_dict(src))
-            add(head + ',"source_values":' + stext + "}")
+            add(f'{{"source_id":{sid_text},"values":{text},"keys":{keys_text},"source_values":{stext}}}')
         ttext = text if plain and (tgt is values or tgt == values) else encode_json(plain_dict(tgt))
         base((stext, ttext) if o.target == "right" else (ttext, stext))
     return "[" + ",".join(pieces) + "]", bases
+
+
+_LINK = operator.attrgetter("link")
+_PAIR = operator.attrgetter("pair")
+
+
+def _created_rows(writes: list[Op], results: list[WriteResult], bases: list[tuple[str, str] | None] | None,
+                  batches: list[tuple[str, str, list[int], list[Op]]]) -> list[LinkRow] | None:
+    """The link rows of a set of writes that are all creates to one side, all landed, each with a link
+    and its merge bases' texts and a pair of its own (a copy's write batches), in one comprehension; None
+    for any other set (``Executor.finish``'s loop, which gives the same rows here, then does it)."""
+    target, kind = batches[0][0], batches[0][1]
+    if kind != "create" or any(b[0] != target or b[1] != kind for b in batches) or bases is None or None in bases:
+        return None
+    pairs = set(map(_PAIR, writes))
+    if len(pairs) != len(writes) or "" in pairs:
+        return None
+    links = list(map(_LINK, writes))
+    if target == "right":
+        return [(ln.left_id, res.id or "", b[0], b[1], ln.left_hash, ln.right_hash)
+                for ln, res, b in zip(links, results, bases)]
+    return [(res.id or "", ln.right_id, b[0], b[1], ln.left_hash, ln.right_hash)
+            for ln, res, b in zip(links, results, bases)]
 
 
 def _synced_ids(ops: list[Op], writes: list[Op], results: list[WriteResult], bad: list[int]) -> dict[str, list[str]]:
@@ -410,7 +432,11 @@ class Executor:
                 key = (writes[i].kind, writes[i].kind, writes[i].target)
                 counted[key] -= 1
             self._tally(counted, writes, lambda i: results[i].ok)
-        for i, op, res in zip(range(len(writes)), writes, results):
+        fast = _created_rows(writes, results, bases, pending.batches) if writes and not bad else None
+        if fast is not None:  # a copy: every write a create of one side that landed
+            rows = fast
+            put = rows.append
+        for i, op, res in zip(range(len(writes)), writes, results) if fast is None else ():
             if not res.ok:
                 continue
             kind = op.kind
@@ -551,11 +577,13 @@ class Executor:
         wait(futs)
         results: list[WriteResult | None] = [None] * len(writes)
         entry_of: list[int | None] = [None] * len(writes)
+        filled = 0
         for (_, _, idxs, _), fut, entry in zip(batches, futs, ids):
             got = fut.result()
             for i, res in zip(idxs, got):
                 results[i] = res
                 entry_of[i] = entry
+            filled += min(len(idxs), len(got))
         # transient per-record failures (429/5xx for that record): one more attempt
         retry = [i for i, r in enumerate(results) if r is not None and not r.ok and r.transient
                  and not r.details.get("may_have_landed")]  # those wait for the journal's look-up
@@ -568,7 +596,7 @@ class Executor:
                     part = idxs[j:j + BATCH]
                     for i, res in zip(part, self._send_one(target, kind, [writes[i] for i in part])):
                         results[i] = res
-        if any(r is None for r in results):
+        if filled != len(writes):  # a batch answered fewer records than it sent
             missing = WriteResult(ok=False, code="NO_RESULT", message="the app returned no result")
             results = [r or missing for r in results]
         return results, entry_of, set(ids)  # type: ignore[return-value]

@@ -180,3 +180,43 @@ def test_one_commit_counts_samples_links_and_failures_as_the_ops_say(store, cloc
     assert [(f.record_id, f.resolved) for f in store.list_failures("desk-bigin", include_resolved=True)
             if f.record_id == "LN"] == [("LN", True)]
     assert not store.journal_pending("desk-bigin")
+
+
+def _creates(target, n, *, shared_pair=False, unlinked=()):
+    ops = []
+    for i in range(n):
+        vals = {"Email": f"c{i}@x.io", "Last_Name": f"C{i}"} if target == "right" else {"email": f"c{i}@x.io"}
+        src = {"email": f"c{i}@x.io", "lastName": f"C{i}"} if target == "right" else {"Email": f"c{i}@x.io", "N": i}
+        link = None if i in unlinked else (Link(f"L{i}", "", src, dict(vals), "lh", "") if target == "right"
+                                           else Link("", f"R{i}", dict(vals), src, "", "rh"))
+        pair = "p0" if shared_pair and i < 2 else f"p{i}"
+        ops.append(Op("create", target, source_id=f"L{i}" if target == "right" else f"R{i}", values=vals,
+                      keys=((next(iter(vals)), vals[next(iter(vals))]),), link=link, pair=pair))
+    return ops
+
+
+def test_a_copys_links_come_out_of_one_comprehension_as_the_general_loop_makes_them(tmp_path, clock, monkeypatch):
+    from engine.state import open_store
+    from engine.sync import executor
+    from engine.sync.executor import Executor
+
+    cases = [("right", {}), ("left", {}), ("right", {"shared_pair": True}), ("left", {"unlinked": (3,)})]
+    for k, (target, kw) in enumerate(cases):
+        got = []
+        for fast in (True, False):
+            if not fast:
+                monkeypatch.setattr(executor, "_created_rows", lambda *a: None)
+            store = open_store(f"sqlite:///{tmp_path}/s{k}{fast}.db")
+            mr, left, right = _module_run(store, clock)
+            ex = Executor(mr)
+            try:
+                ex.execute(_creates(target, 250, **kw))
+            finally:
+                ex.close()
+            got.append([(ln.left_id, ln.right_id, dict(ln.left_values), dict(ln.right_values), ln.left_hash,
+                         ln.right_hash) for ln in store.iter_links("desk-bigin", "contacts")])
+            got.append(mr.rep.as_dict()["counts"])
+            store.close()
+            monkeypatch.undo()
+        assert got[0] == got[2] and got[1] == got[3], (target, kw)
+        assert len(got[0]) == 250 - len(kw.get("unlinked", ())) - (1 if kw.get("shared_pair") else 0)
