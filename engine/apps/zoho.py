@@ -587,7 +587,10 @@ class _ParallelRead:
         info = body.get("info") if isinstance(body.get("info"), dict) else {}
         return data, bool(info.get("more_records"))
 
-    def page(self, where: str, offset: int) -> tuple[list[Record], bool]:
+    def page(self, where: str, offset: int) -> tuple[list[Record], bool, set[str]]:
+        """One COQL page: its records, whether more follow, and the set of their ids (made here, by the
+        thread that read the page while its records are fresh in its core's cache: the consumer's
+        duplicate check is then two set operations on stored hashes)."""
         query = (f"select {', '.join(self.names)} from {self.module} where {where} "
                  f"order by id asc limit {COQL_PAGE} offset {offset}")
         data, more = self._coql(query, "coql")
@@ -600,7 +603,8 @@ class _ParallelRead:
                 email = raw.pop(email_col, None) if email_col else None
                 if isinstance(ref, dict) and ref.get("id") is not None:
                     raw[field] = {"name": name, "id": ref["id"], **({"email": email} if email_col else {})}
-        return self.c._records(self.module, "coql", data), more
+        records = self.c._records(self.module, "coql", data)
+        return records, more, set(map(_record_id, records))
 
     def count(self, modified_from: datetime | None) -> int:
         """Records matching the read: CRM ``GET /{M}/actions/count`` (with ``criteria`` for an
@@ -664,8 +668,7 @@ class _ParallelRead:
             counts = self.module not in self.c.count_refused
             count_future = pool.submit(self.count, None) if self.since is None and counts else None
             chunk0 = _Chunk(0, None)
-            records, more = self.page(self._where(self.since, None), 0)
-            chunk0.seen.update(map(_record_id, records))
+            records, more, chunk0.seen = self.page(self._where(self.since, None), 0)
             kept = self._changed(records)
             if not more or not records:
                 if count_future is not None:  # asked with page 0: it ends within the read, unused
@@ -705,7 +708,7 @@ class _ParallelRead:
                 done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
                 for fut in done:
                     chunk, off, boundary = inflight.pop(fut)
-                    records, more = fut.result()
+                    records, more, ids = fut.result()
                     chunk.pending -= 1
                     nxt: _Chunk | None = None
                     if boundary and len(records) == COQL_PAGE:
@@ -721,7 +724,6 @@ class _ParallelRead:
                             nxt = _Chunk(chunk.index + 1, chunk.upper)
                             schedule(nxt, 1)
                     upper, seen = chunk.upper, chunk.seen
-                    ids = set(map(_record_id, records))
                     if (upper is None or boundary) and len(ids) == len(records) and seen.isdisjoint(ids):
                         seen |= ids  # the common case, per page: no id read before, none past the chunk
                         out = records
