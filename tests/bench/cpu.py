@@ -40,7 +40,7 @@ from tests.bench.cpu_exec import measure
 from tests.bench.harness import FIELDS
 
 # a one-way copy's local work: parse, plan, the executor's own (journal, encode inside it, links)
-_SUM = ("parse", "plan-new", "plan-echo", "encode", "exec-new")  # exec-new's threads parse the answers
+_SUM = ("parse", "plan-new", "plan-echo", "encode", "exec-new")  # answers (write threads) come on top
 
 
 def _spec(direction: str) -> Any:
