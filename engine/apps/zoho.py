@@ -28,8 +28,10 @@ Both apps share one API shape (``zoho-apis.md`` §1–2), so one class serves bo
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import operator
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -83,6 +85,27 @@ class ZohoClient(ClientBase):
         self.last_read_parallel: dict[str, bool] = {}
         # modules whose record count the app refused (a 4xx): their reads go on a page at a time
         self.count_refused: set[str] = set()
+        self._readers: Any = None  # the parallel reads' threads, started by the first, kept until close()
+        self._readers_lock = threading.Lock()
+
+    def _read_pool(self) -> Any:
+        """The threads parallel reads run their pages on: as many as the connection allows requests at
+        once, started with the first read and kept for the client's life (starting ten threads per
+        module read cost more CPU than its pages' hand-offs)."""
+        with self._readers_lock:
+            if self._readers is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._readers = ThreadPoolExecutor(max_workers=self.http.max_concurrency,
+                                                   thread_name_prefix="syncform-coql")
+            return self._readers
+
+    def close(self) -> None:
+        with self._readers_lock:
+            pool, self._readers = self._readers, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+        super().close()
 
     # -- reading -------------------------------------------------------------------------------------
 
@@ -280,16 +303,18 @@ class ZohoClient(ClientBase):
         last_text: Any = None
         last_time: datetime | None = None
         for item, given in zip(data, ids):
-            if item.__class__ is dict and item.get("status") == "success":
-                details = item.get("details")
-                if details.__class__ is dict:
-                    rid = details.get("id", given)
-                    code, message, text = item.get("code"), item.get("message"), details.get("Modified_Time")
-                    if rid.__class__ is str and code.__class__ is str and message.__class__ is str:
+            try:
+                if item["status"] == "success":
+                    details = item["details"]
+                    rid, code, message, text = details["id"], item["code"], item["message"], details["Modified_Time"]
+                    if details.__class__ is dict and rid.__class__ is str and code.__class__ is str \
+                            and message.__class__ is str:
                         if text != last_text:
                             last_text, last_time = text, parse_time(text)
                         append(new(True, rid, code, message, None, False, last_time, details))
                         continue
+            except (KeyError, TypeError, IndexError):
+                pass  # not the usual shape: the general parser says what it is
             append(self._result(item, given, module, op))
         return out
 
@@ -648,6 +673,15 @@ class _ParallelRead:
             self.c.count_refused.add(self.module)
             return 0
 
+    def _page_to(self, arrived: Any, key: int, where: str, offset: int) -> None:
+        """``page`` on a read thread, its answer (or its exception) put on ``arrived``."""
+        try:
+            answer = self.page(where, offset)
+        except BaseException as exc:  # noqa: BLE001 - raised again by the reader, in its thread
+            arrived.put((key, None, exc))
+        else:
+            arrived.put((key, answer, None))
+
     def _changed(self, records: list[Record]) -> list[Record]:
         """The query's times have whole seconds: the records changed at or after ``since`` itself."""
         since = self.since
@@ -659,11 +693,16 @@ class _ParallelRead:
         when it says more_records, the count, then every other page, ``workers`` at a time. A full
         read asks the count together with page 0 (one round trip less; one call more when the module
         holds ≤ 200 records)."""
-        from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+        import queue as queues
+        from concurrent.futures import Future
 
-        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="syncform-coql")
-        inflight: dict[Future, tuple[_Chunk, int, bool]] = {}
+        pool = self.c._read_pool()
+        # a page's answer comes back on ``arrived`` as (key, (records, more, ids), None) or (key, None,
+        # the exception): one C-level queue read per page, instead of waiting on every future in flight
+        arrived: queues.SimpleQueue[tuple[int, Any, BaseException | None]] = queues.SimpleQueue()
+        inflight: dict[int, tuple[_Chunk, int, bool, Future]] = {}
         queue: collections.deque[tuple[_Chunk, int, bool]] = collections.deque()
+        keys = itertools.count()
         try:
             counts = self.module not in self.c.count_refused
             count_future = pool.submit(self.count, None) if self.since is None and counts else None
@@ -703,48 +742,49 @@ class _ParallelRead:
             while inflight or queue:
                 while queue and len(inflight) < budget:
                     chunk, off, boundary = queue.popleft()
-                    inflight[pool.submit(self.page, self._where(self.since, chunk.lower), off)] = \
-                        (chunk, off, boundary)
-                done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
-                for fut in done:
-                    chunk, off, boundary = inflight.pop(fut)
-                    records, more, ids = fut.result()
-                    chunk.pending -= 1
-                    nxt: _Chunk | None = None
-                    if boundary and len(records) == COQL_PAGE:
-                        chunk.upper = int(records[-1].id)  # the next chunk: ids past this chunk's last one
-                        nxt = _Chunk(chunk.index + 1, chunk.upper)
-                        schedule(nxt, max(total - COQL_WINDOW * nxt.index, 1))
-                    elif off == chunk.last_offset and len(records) == COQL_PAGE and more and chunk.upper is None:
-                        # records came in meanwhile (the count was lower): read on, a page at a time
-                        if off + COQL_PAGE < COQL_WINDOW:
-                            schedule(chunk, off + 2 * COQL_PAGE, off + COQL_PAGE)
-                        else:
-                            chunk.upper = int(records[-1].id)
-                            nxt = _Chunk(chunk.index + 1, chunk.upper)
-                            schedule(nxt, 1)
-                    upper, seen = chunk.upper, chunk.seen
-                    if (upper is None or boundary) and len(ids) == len(records) and seen.isdisjoint(ids):
-                        seen |= ids  # the common case, per page: no id read before, none past the chunk
-                        out = records
+                    key = next(keys)
+                    inflight[key] = (chunk, off, boundary, pool.submit(
+                        self._page_to, arrived, key, self._where(self.since, chunk.lower), off))
+                key, answer, error = arrived.get()
+                chunk, off, boundary, _ = inflight.pop(key)
+                if error is not None:
+                    raise error
+                records, more, ids = answer
+                chunk.pending -= 1
+                nxt: _Chunk | None = None
+                if boundary and len(records) == COQL_PAGE:
+                    chunk.upper = int(records[-1].id)  # the next chunk: ids past this chunk's last one
+                    nxt = _Chunk(chunk.index + 1, chunk.upper)
+                    schedule(nxt, max(total - COQL_WINDOW * nxt.index, 1))
+                elif off == chunk.last_offset and len(records) == COQL_PAGE and more and chunk.upper is None:
+                    # records came in meanwhile (the count was lower): read on, a page at a time
+                    if off + COQL_PAGE < COQL_WINDOW:
+                        schedule(chunk, off + 2 * COQL_PAGE, off + COQL_PAGE)
                     else:
-                        out = []
-                        for r in records:
-                            if r.id in seen:
-                                continue  # an insert shifted the pages: read twice, kept once
-                            if upper is not None and not boundary and int(r.id) > upper:
-                                continue  # deletes shifted it past this chunk: the next chunk reads it
-                            seen.add(r.id)
-                            out.append(r)
-                    if nxt is not None and chunk.upper is not None:
-                        # pages of this chunk read before its bound was known may hold the next's first ids
-                        nxt.seen = {i for i in seen if int(i) > chunk.upper}
-                    if chunk.pending == 0:
-                        chunk.seen = set()
-                    out = self._changed(out)
-                    if out:
-                        yield out
+                        chunk.upper = int(records[-1].id)
+                        nxt = _Chunk(chunk.index + 1, chunk.upper)
+                        schedule(nxt, 1)
+                upper, seen = chunk.upper, chunk.seen
+                if (upper is None or boundary) and len(ids) == len(records) and seen.isdisjoint(ids):
+                    seen |= ids  # the common case, per page: no id read before, none past the chunk
+                    out = records
+                else:
+                    out = []
+                    for r in records:
+                        if r.id in seen:
+                            continue  # an insert shifted the pages: read twice, kept once
+                        if upper is not None and not boundary and int(r.id) > upper:
+                            continue  # deletes shifted it past this chunk: the next chunk reads it
+                        seen.add(r.id)
+                        out.append(r)
+                if nxt is not None and chunk.upper is not None:
+                    # pages of this chunk read before its bound was known may hold the next's first ids
+                    nxt.seen = {i for i in seen if int(i) > chunk.upper}
+                if chunk.pending == 0:
+                    chunk.seen = set()
+                out = self._changed(out)
+                if out:
+                    yield out
         finally:
-            for fut in inflight:
-                fut.cancel()
-            pool.shutdown(wait=False, cancel_futures=True)
+            for *_, fut in inflight.values():
+                fut.cancel()  # pages not started are not asked; those on the wire end unread
