@@ -21,6 +21,7 @@ batch is journalled before it is sent), so it avoids per-call set-up:
 from __future__ import annotations
 
 import json
+import operator
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -37,6 +38,8 @@ except ImportError:  # pragma: no cover - CPython always has _json
 from json.encoder import encode_basestring as _unicode, encode_basestring_ascii as _ascii
 
 _scan = make_scanner(json.JSONDecoder())
+_LEFT_ID = operator.attrgetter("left_id")
+_RIGHT_ID = operator.attrgetter("right_id")
 _NOTHING = object()
 
 
@@ -480,12 +483,14 @@ class SQLStore:
         left, right = decode_bases(row[2], row[3])
         return make_link(row[0], row[1], left, right, row[4], row[5], self._dt(row[6]))
 
-    def _links(self, rows: Iterable[Any]) -> Iterator[Link]:
+    def _links(self, rows: Iterable[Any]) -> list[Link]:
         """``_link`` of each row (a sync reads a link per record): a batch's links share their time,
         parsed once."""
         dt = self._dt
         last: Any = _NOTHING
         at = None
+        out: list[Link] = []
+        add = out.append
         for lid, rid, left, right, lh, rh, synced in rows:
             if synced != last:
                 last, at = synced, dt(synced)
@@ -494,7 +499,8 @@ class SQLStore:
                 rv = dict(lv)  # a flat object: a copy is the second decoding
             else:
                 rv = decode_json(right)
-            yield make_link(lid, rid, lv, rv, lh, rh, at)
+            add(make_link(lid, rid, lv, rv, lh, rh, at))
+        return out
 
     def get_link(self, integration: str, module: str, *, left_id: str | None = None,
                  right_id: str | None = None) -> Link | None:
@@ -511,18 +517,14 @@ class SQLStore:
         for condition, args in self._in(column, list(dict.fromkeys(ids))):
             rows = self._qa(f"SELECT {LINK_COLS} FROM links WHERE integration = ? AND module = ? AND {condition}",
                             [integration, module, *args])
-            if side == "left":
-                for link in self._links(rows):
-                    found[link.left_id] = link
-            else:
-                for link in self._links(rows):
-                    found[link.right_id] = link
+            links = self._links(rows)
+            found.update(zip(map(_LEFT_ID if side == "left" else _RIGHT_ID, links), links))
         return found
 
     def iter_links(self, integration: str, module: str) -> Iterator[Link]:
         rows = self._qa(f"SELECT {LINK_COLS} FROM links WHERE integration = ? AND module = ? "
                         f"ORDER BY left_id{self._ORDER_C}", (integration, module))
-        return iter(list(self._links(rows)))
+        return iter(self._links(rows))
 
     def count_links(self, integration: str, module: str) -> int:
         return int(self._q1("SELECT COUNT(*) FROM links WHERE integration = ? AND module = ?", (integration, module))[0])
