@@ -32,7 +32,8 @@ from typing import Any
 
 import httpx
 
-from engine.apps._common import (ClientBase, as_utc, batch_failed, dedupe_ids, desk_time, parse_time)
+from engine.apps._common import (ClientBase, as_utc, batch_failed, dedupe_ids, desk_time, make_record,
+                                 parse_time)
 from engine.apps.base import DeletedRecord, ListFilter, Record, WriteResult
 from engine.apps.http import HttpLayer, chunks, parallel
 from engine.errors import ProtocolError, TerminalAppError, TransientAppError, did_you_mean
@@ -358,8 +359,7 @@ class DeskClient(ClientBase):
         modified = parse_time(raw.get("modifiedTime"))
         if modified is None:
             raise self.protocol(module, op, f"record {raw['id']} has no modifiedTime")
-        return Record(id=str(raw["id"]), values=from_wire(raw), modified=modified,
-                      created=parse_time(raw.get("createdTime")))
+        return make_record(str(raw["id"]), from_wire(raw), modified, parse_time(raw.get("createdTime")))
 
     def _check(self, module: str) -> None:
         if module not in MODULES:
