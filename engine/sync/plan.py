@@ -207,13 +207,21 @@ def _key_values(mapper: ModuleMapper, target: str, values: Mapping[str, Any],
 
 
 def plan_changes(inp: PlanInput, order: Iterable[str] = ("left", "right"),
-                 done: dict[str, set[str]] | None = None) -> list[Op]:
+                 done: dict[str, set[str]] | None = None, *, compiled: bool = True) -> list[Op]:
     """Ops for every changed record of the chunk, each record pair planned once (``done`` carries the
-    ids already planned across the chunks of one module run)."""
+    ids already planned across the chunks of one module run). ``compiled``: through the module's
+    generated planner (the same ops; False: every record through the general path)."""
     ops: list[Op] = []
     done = done if done is not None else {"left": set(), "right": set()}
     for side in order:
-        for rid, rec in inp.changed.get(side, {}).items():
+        recs = inp.changed.get(side)
+        if not recs:
+            continue
+        fast = compiled_planner(inp.mapper, side) if compiled else None
+        if fast is not None:
+            fast(inp, recs, done, ops)
+            continue
+        for rid, rec in recs.items():
             if rid in done[side]:
                 continue
             done[side].add(rid)
@@ -535,3 +543,406 @@ def plan_deletes(mapper: ModuleMapper, deleted: Mapping[str, Iterable[str]], lin
             else:
                 ops.append(Op("unlink", osd, source_id=rid, target_id=partner, message=why))
     return ops
+
+
+# --- the compiled page planner ---------------------------------------------------------------------
+#
+# ``plan_changes`` plans most records through one function per module and side, generated once from
+# the mapping (source built below and exec'd): the checks of ``_plan_record``, the match-key probe, the
+# rendering, the comparison with the merge base and the op in one pass, field by field, with no call
+# per field. It covers the common cases: a create (no link, no candidate), a linked record whose two
+# sides still hold their merge base (the echo of our writes, an unchanged rerun) and a first match
+# whose records agree on every mapped field. Any other record (a conflict, a change to copy, a
+# tombstone, a value that does not convert, an ambiguous or claimed candidate, a missing mandatory
+# field...) is handed to ``_plan_record`` with nothing changed yet, so it gets exactly the ops of the
+# general path (checked property-style in tests/sync/test_plan_compiled.py). A module with a parent
+# reference or a field written by two flows takes the general path for every record.
+
+def _none_get(key: Any, default: Any = None) -> Any:
+    return default
+
+
+class _Src:
+    """Source lines with indentation."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.depth = 0
+
+    def __call__(self, line: str) -> None:
+        self.lines.append("    " * self.depth + line)
+
+    def block(self, lines: str) -> None:
+        for ln in lines.strip("\n").splitlines():
+            self(ln)
+
+
+def _compile_side(m: ModuleMapper, side: str) -> Any:
+    """The generated planner of the changed records of ``side`` (None: every record takes the general path)."""
+    from operator import itemgetter
+
+    osd = other(side)
+    names = {s: m.fields(s) for s in ("left", "right")}
+    if m.parent is not None or not names["left"] or not names["right"]:
+        return None
+    flat: dict[str, Any] = {}
+    for s in ("left", "right"):
+        m._compiled(s)
+        flat[s] = m._flat[s] if m._flat_unique[s] else None
+    ns: dict[str, Any] = {
+        "NONE": _NONE, "none_get": _none_get, "MatchIndex": MatchIndex, "MapError": MapError,
+        "slow": _plan_record, "new_op": new_op, "new_link": new_link, "snapshot": m.snapshot,
+        "convert": m._convert, "key_values": _key_values, "m": m, "first_match": _first_match,
+    }
+    for s in ("left", "right"):
+        ns[f"G_{s}"] = itemgetter(*names[s])
+        ns[f"N_{s}"] = names[s]
+    src = _Src()
+    add = src
+
+    def const(prefix: str, value: Any) -> str:
+        name = f"{prefix}{len(ns)}"
+        ns[name] = value
+        return name
+
+    def snap(s: str, vals: str, out: str) -> None:
+        if len(names[s]) == 1:
+            add(f"{out} = snapshot({s!r}, {vals})")
+            return
+        src.block(f"""
+try:
+    {out} = dict(zip(N_{s}, G_{s}({vals})))
+except KeyError:
+    {out} = snapshot({s!r}, {vals})
+""")
+
+    def rendered(s: str, entry: Any, vals: str, var: str) -> None:
+        """``var`` = the value a flow of ``s`` renders for one flat entry (as ``render_into``)."""
+        s_name, t_name, plain, fl = entry
+        flc = const("FL", fl)
+        add(f"{var} = {vals}.get({s_name!r})")
+        if plain:
+            add(f"if {var} is None or {var}.__class__ is str:")
+            add(f"    {var} = {var} or None")
+            add("else:")
+            add(f"    {var} = convert({s!r}, {s_name!r}, {t_name!r}, {var}, {flc})")
+        else:
+            add(f"{var} = convert({s!r}, {s_name!r}, {t_name!r}, {var}, {flc})")
+
+    keys = [(getattr(k, side), getattr(k, osd)) for k in m.module.match]
+    probers = _probers(m, side)
+    add("def plan_side(inp, recs, done, ops):")
+    src.depth = 1
+    src.block(f"""
+append = ops.append
+extend = ops.extend
+done_s = done[{side!r}]
+done_o = done[{osd!r}]
+deleted = inp.deleted
+gone_s = deleted.get({side!r}, NONE) if deleted else NONE
+gone_o = deleted.get({osd!r}, NONE) if deleted else NONE
+links_s = inp.links.get({side!r})
+links_s_get = links_s.get if links_s is not None else none_get
+links_o = inp.links.get({osd!r})
+links_o_get = links_o.get if links_o is not None else none_get
+och = inp.changed.get({osd!r})
+och_get = och.get if och is not None else none_get
+amb_s = inp.ambiguous[{side!r}]
+amb_o = inp.ambiguous[{osd!r}]
+cl_s = inp.claimed[{side!r}]
+cl_o = inp.claimed[{osd!r}]
+idx = inp.index.get({osd!r})
+probe = {bool(keys)} and idx is not None and bool(idx.records or idx.__class__ is not MatchIndex)
+lookup = None
+if probe:
+    orecs = idx.records
+    if idx.__class__ is not MatchIndex or len(idx._idx) != {len(keys)}:
+        lookup = idx.lookup
+    else:
+""")
+    for k in range(len(keys)):
+        add(f"        ix{k} = idx._idx[{k}].get")
+    if not keys:
+        add("        pass")
+    add("for rid, rec in recs.items():")
+    src.depth = 2
+    src.block(f"""
+if rid in done_s:
+    continue
+done_s.add(rid)
+i = rec.id
+if i in gone_s:
+    continue
+vals = rec.values
+link = links_s_get(i)
+if link is not None:
+    p = link.{osd}_id
+    if not p.startswith({TOMBSTONE!r}):
+        if p in gone_o:
+            continue
+        prec = och_get(p)
+        if prec is not None:
+            done_o.add(p)
+        b = link.{side}_values
+        ob = link.{osd}_values
+        try:
+            if len(b) == {len(names[side])} and len(ob) == {len(names[osd])} and G_{side}(vals) == G_{side}(b):
+                if prec is None:
+                    G_{osd}(ob)  # every field in the base (else its snapshot differs from it)
+                    continue
+                if G_{osd}(prec.values) == G_{osd}(ob):
+                    continue
+        except KeyError:
+            pass
+    extend(slow(inp, {side!r}, rec, done))
+    continue
+if i in amb_s:
+    continue
+""")
+    # the raw match keys: text or nothing, else the general path (unreadable keys, other normalisers)
+    for k, (kname, _norm) in enumerate(probers):
+        add(f"k{k} = vals.get({kname!r})")
+        add(f"if k{k} is not None and k{k}.__class__ is not str:")
+        add("    extend(slow(inp, %r, rec, done))" % side)
+        add("    continue")
+    add("cid = None")
+    if keys:
+        add("if probe:")
+        src.depth = 3
+        for k, (_kname, norm) in enumerate(probers):
+            add(f"p{k} = {const('NORM', norm)}(k{k}) if k{k} else ''")
+        add("if lookup is not None:")
+        add(f"    c = lookup([{', '.join(f'p{k}' for k in range(len(keys)))}])")
+        add("    if len(c) > 1:")
+        add(f"        extend(slow(inp, {side!r}, rec, done))")
+        add("        continue")
+        add("    if c:")
+        add("        cid = c[0]")
+        add("else:")
+        for k in range(len(keys)):
+            add(f"    if {'not cid and ' if k else ''}p{k}:")
+            add(f"        cid = ix{k}(p{k})")
+        add("    if not cid:  # no key with hits")
+        add("        cid = None")
+        add("    elif cid.__class__ is not str:  # several records hold the key")
+        add(f"        extend(slow(inp, {side!r}, rec, done))")
+        add("        continue")
+        add("if cid is not None:")
+        src.depth = 4
+        match_ok = flat["left"] is not None and flat["right"] is not None
+        if match_ok:
+            src.block(f"""
+prec = None
+if cid not in gone_o and cid not in amb_o and links_o_get(cid) is None and cid not in cl_o:
+    prec = orecs.get(cid)
+if prec is None:
+    extend(slow(inp, {side!r}, rec, done))
+    continue
+ov = prec.values
+try:
+""")
+            src.depth = 5
+            # as _merge of a first match: each side's flows rendered in full and compared with what the
+            # other side holds; any difference (a write, a conflict, an empty to fill) -> general path
+            lvals, rvals = ("vals", "ov") if side == "left" else ("ov", "vals")
+            add("dl = dr = None")
+
+            def compare(s: str, entry: Any) -> None:
+                svals, tvals = (lvals, rvals) if s == "left" else (rvals, lvals)
+                tgt = other(s)
+                d = "dr" if tgt == "right" else "dl"
+                t_name = entry[1]
+                norm = m._cmp.get((tgt, t_name)) or m._comparer(tgt, t_name)
+                nc = const("CMP", norm)
+                rendered(s, entry, svals, "v")
+                add(f"c = {tvals}.get({t_name!r})")
+                add(f"if not (v == c or {nc}(v) == {nc}(c)):")
+                add(f"    if {d} is None:")
+                add(f"        {d} = []")
+                add(f"    {d}.append(({t_name!r}, v, c))")
+
+            fl_l, fl_r = flat["left"], flat["right"]
+            if len(fl_l) == len(fl_r) and all(a[0] == b[1] and a[1] == b[0] and a[2] and b[2]
+                                              for a, b in zip(fl_l, fl_r)):
+                # every field two-way, text both ways, in the same order: a pair holding the same text
+                # on both sides renders to what the other side holds, both ways (one test for the two)
+                for a, b in zip(fl_l, fl_r):
+                    add(f"a = {lvals}.get({a[0]!r})")
+                    add(f"if not (a and a.__class__ is str and a == {rvals}.get({a[1]!r})):")
+                    src.depth += 1
+                    compare("left", a)
+                    compare("right", b)
+                    src.depth -= 1
+            else:
+                for entry in fl_l:
+                    compare("left", entry)
+                for entry in fl_r:
+                    compare("right", entry)
+            src.depth = 4
+            lrec_, rrec_ = ("rec", "prec") if side == "left" else ("prec", "rec")
+            src.block(f"""
+except MapError:
+    extend(slow(inp, {side!r}, rec, done))
+    continue
+if dl is not None or dr is not None:
+    cl_o.add(cid)
+    cl_s.add(i)
+    done_o.add(cid)
+    extend(first_match(m, {lrec_}, {rrec_}, dl, dr))
+    continue
+""")
+            snap("left", lvals, "ls")
+            snap("right", rvals, "rs")
+            lid, rid_ = ("i", "prec.id") if side == "left" else ("prec.id", "i")
+            src.block(f"""
+lid = {lid}
+rid_ = {rid_}
+lk = new_link(lid, rid_, ls, rs)
+cl_o.add(cid)
+cl_s.add(i)
+done_o.add(cid)
+append(new_op("link", "right", lid, rid_, {{}}, (), "", "", lk, f"pair:{{lid}}:{{rid_}}"))
+continue
+""")
+        else:
+            add(f"extend(slow(inp, {side!r}, rec, done))")
+            add("continue")
+    # no match: a create on the other side
+    src.depth = 2
+    if not m.flows[side]:
+        add("continue")
+    elif flat[side] is None:
+        add(f"extend(slow(inp, {side!r}, rec, done))")
+    else:
+        add("try:")
+        src.depth = 3
+        add("out = {}")
+        for entry in flat[side]:
+            s_name, t_name, plain, fl = entry
+            flc = const("FL", fl)
+            add(f"v = vals.get({s_name!r})")
+            if plain:
+                add("if v is None or v.__class__ is str:")
+                add("    if v:")
+                add(f"        out[{t_name!r}] = v")
+                add("else:")
+                add(f"    v = convert({side!r}, {s_name!r}, {t_name!r}, v, {flc})")
+                add("    if v is not None and v != '' and v != []:")
+                add(f"        out[{t_name!r}] = v")
+            else:
+                add(f"v = convert({side!r}, {s_name!r}, {t_name!r}, v, {flc})")
+                add("if v is not None and v != '' and v != []:")
+                add(f"    out[{t_name!r}] = v")
+        m.mandatory_missing(osd, {})  # fills the mandatory names of the target once
+        for name in m._mandatory.get(osd) or ():
+            add(f"if {name!r} not in out:")
+            add("    raise MapError('', '')")
+        src.depth = 2
+        src.block(f"""
+except MapError:
+    extend(slow(inp, {side!r}, rec, done))
+    continue
+""")
+        snap(side, "vals", "sb")
+        if side == "left":
+            add("lk = new_link(i, '', sb, dict(out))")
+        else:
+            add("lk = new_link('', i, dict(out), sb)")
+        add("cl_s.add(i)")
+        if keys:
+            add("kv = []")
+            for tname, sname in ((getattr(k, osd), getattr(k, side)) for k in m.module.match):
+                add(f"v = out.get({tname!r})")
+                add("if v is None or v == '':")
+                add(f"    v = vals.get({sname!r})")
+                add("if v is not None and v != '':")
+                add(f"    kv.append(({tname!r}, v))")
+            add("kv = tuple(kv) if kv else key_values(m, %r, out, vals)" % osd)
+        else:
+            add(f"kv = key_values(m, {osd!r}, out, vals)")
+        add(f"append(new_op('create', {osd!r}, i, None, out, kv, '', '', lk, f'{side}:{{i}}'))")
+    code = "\n".join(src.lines) + "\n"
+    exec(compile(code, f"<plan {m.module.name} {side}>", "exec"), ns)  # noqa: S102 - built above from the mapping
+    fn = ns["plan_side"]
+    fn.source = code
+    return fn
+
+
+def _first_match(m: ModuleMapper, lrec: Record, rrec: Record, dl: list[tuple[str, Any, Any]] | None,
+                 dr: list[tuple[str, Any, Any]] | None) -> list[Op]:
+    """``_merge`` of a first match (both records, no link) whose rendered values differ from what the
+    other side holds in the fields of ``dl`` / ``dr`` ((target field, desired, current), in the
+    flows' order) and agree in all others: the same writes, conflict and link (for the generated
+    planner: a field that agrees writes nothing and cannot conflict)."""
+    conflicts: list[tuple[str, str]] = []
+    wl: dict[str, Any] = {}
+    wr: dict[str, Any] = {}
+    empty = m.empty
+    for tgt, diffs, out in (("left", dl, wl), ("right", dr, wr)):
+        if not diffs:
+            continue
+        changed = m.field_set(tgt)
+        two_way = m.sources(tgt)
+        for t, v, c in diffs:
+            if t in changed and t in two_way:
+                if empty(tgt, t, c):  # first match: fill what is empty, never erase a value with an empty one
+                    out[t] = v
+                elif not empty(tgt, t, v):
+                    conflicts.append((tgt, t))
+                continue
+            out[t] = v
+    lid, rid = lrec.id, rrec.id
+    ops: list[Op] = []
+    if conflicts:
+        policy = m.module.conflict
+        if policy == "left-wins":
+            winner: str | None = "left"
+        elif policy == "right-wins":
+            winner = "right"
+        elif policy == "latest":
+            winner = "left" if lrec.modified >= rrec.modified else "right"
+        else:
+            winner = None  # skip: a first match writes neither value and says nothing
+        if winner is not None:
+            if winner == "left":
+                loser, lw, diffs = "right", wr, dr
+            else:
+                loser, lw, diffs = "left", wl, dl
+            desired = {t: v for t, v, _ in diffs or ()}
+            for s, t in conflicts:
+                if s == loser:
+                    lw[t] = desired[t]
+            fields_ = tuple(sorted([f"{s}.{t}" for s, t in conflicts]))
+            ops.append(new_op("conflict", loser, lid if winner == "left" else rid, rid if winner == "left" else lid,
+                              {}, (), policy,
+                              f"the matched records differ in {', '.join(fields_)}; {winner} wins ({policy})",
+                              None, "", fields_))
+    nl = m.snapshot("left", lrec.values)
+    if wl:
+        fs = m.field_set("left")
+        for k, v in wl.items():
+            if k in fs:
+                nl[k] = v
+    nr = m.snapshot("right", rrec.values)
+    if wr:
+        fs = m.field_set("right")
+        for k, v in wr.items():
+            if k in fs:
+                nr[k] = v
+    link_ = new_link(lid, rid, nl, nr)
+    pair = f"pair:{lid}:{rid}"
+    if wl:
+        ops.append(new_op("update", "left", rid, lid, wl, (), "", "", link_, pair))
+    if wr:
+        ops.append(new_op("update", "right", lid, rid, wr, (), "", "", link_, pair))
+    ops.append(new_op("link", "right", lid, rid, {}, (), "", "", link_, pair))
+    return ops
+
+
+def compiled_planner(m: ModuleMapper, side: str) -> Any:
+    """The generated planner of ``side``'s changed records for ``m`` (cached on the mapper), or None."""
+    key = ("plan", side)
+    got = m.compiled.get(key, False)
+    if got is False:
+        got = m.compiled[key] = _compile_side(m, side)
+    return got
