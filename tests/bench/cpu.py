@@ -22,6 +22,8 @@ Phases (the same code the engine runs, on the bench spec's 6 mapped fields of Bi
              brackets the whole process (write threads included)
   exec-match the same for plan-match's ops (links and updates of matched pairs)
              (both: the least of 3 runs)
+  links-read get_links of exec-match's links per 200 ids, by right id then by left id (what an echo or a
+             no-op run reads back: each link twice), the least of 3 runs
 The sum is a lower bound of the sync's CPU per record (HTTP, threads and the report come on top).
 """
 
@@ -38,7 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from tests.bench.cpu_exec import measure
+from tests.bench.cpu_exec import measure, read_links
 from tests.bench.harness import FIELDS
 
 # a one-way copy's local work: parse, plan, the executor's own (journal, encode inside it, links)
@@ -234,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
                 pstats.Stats(prof).sort_stats("tottime").print_stats(25)
             results[name] = min(r[0] for r in runs)
             process[name] = min(r[1] for r in runs)
+        # what an echo or no-op run reads back: each matched pair's link, by right and by left id
+        results["links-read"] = min(read_links(str(Path(d) / "exec-match0.db"), _spec("two-way"), n=n)
+                                    for _ in range(3))
     print(f"CPU µs per record, N={n} ({len(writes)} creates, {sum(1 for o in echo_ops if o.kind != 'link')} ops on the echo)")
     for k, v in results.items():
         print(f"  {k:<11} {v:7.1f}" + (f"  ({process[k]:.1f} process)" if k in process else ""))

@@ -107,3 +107,23 @@ def measure(ops: list[Any], integration: Any, db: str, *, n: int) -> tuple[float
         return main, proc, got
     finally:
         store.close()
+
+
+def read_links(db: str, integration: Any, *, n: int, page: int = PAGE) -> float:
+    """CPU µs per record of reading the links of a state back as a run does: ``get_links`` per page of
+    ``page`` ids, by right id (the right side's pages) and by left id (the left side's), each once."""
+    from engine.state import open_store
+
+    store = open_store(f"sqlite:///{db}")
+    try:
+        name, module = integration.name, integration.modules[0].name
+        links = list(store.iter_links(name, module))
+        t = time.process_time()
+        for side in ("right", "left"):
+            ids = [getattr(ln, f"{side}_id") for ln in links]
+            for i in range(0, len(ids), page):
+                got = store.get_links(name, module, side=side, ids=ids[i:i + page])
+                assert len(got) == len(ids[i:i + page])
+        return (time.process_time() - t) / n * 1e6
+    finally:
+        store.close()
