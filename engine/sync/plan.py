@@ -592,8 +592,10 @@ def _compile_side(m: ModuleMapper, side: str) -> Any:
     ns: dict[str, Any] = {
         "NONE": _NONE, "none_get": _none_get, "MatchIndex": MatchIndex, "MapError": MapError,
         "slow": _plan_record, "new_op": new_op, "new_link": new_link, "snapshot": m.snapshot,
-        "convert": m._convert, "key_values": _key_values, "m": m, "first_match": _first_match,
+        "convert": m._convert, "key_values": _key_values, "m": m,
     }
+    if flat["left"] is not None and flat["right"] is not None:
+        ns["first_match"] = _first_match_for(m)
     for s in ("left", "right"):
         ns[f"G_{s}"] = itemgetter(*names[s])
         ns[f"N_{s}"] = names[s]
@@ -788,7 +790,7 @@ if dl is not None or dr is not None:
     cl_o.add(cid)
     cl_s.add(i)
     done_o.add(cid)
-    extend(first_match(m, {lrec_}, {rrec_}, dl, dr))
+    extend(first_match({lrec_}, {rrec_}, dl, dr))
     continue
 """)
             snap("left", lvals, "ls")
@@ -868,75 +870,100 @@ except MapError:
     return fn
 
 
-def _first_match(m: ModuleMapper, lrec: Record, rrec: Record, dl: list[tuple[str, Any, Any]] | None,
-                 dr: list[tuple[str, Any, Any]] | None) -> list[Op]:
-    """``_merge`` of a first match (both records, no link) whose rendered values differ from what the
-    other side holds in the fields of ``dl`` / ``dr`` ((target field, desired, current), in the
-    flows' order) and agree in all others: the same writes, conflict and link (for the generated
-    planner: a field that agrees writes nothing and cannot conflict)."""
-    conflicts: list[tuple[str, str]] = []
-    wl: dict[str, Any] = {}
-    wr: dict[str, Any] = {}
+def _first_match_for(m: ModuleMapper) -> Any:
+    """``first_match(lrec, rrec, dl, dr)``: ``_merge`` of a first match (both records, no link) whose
+    rendered values differ from what the other side holds in the fields of ``dl`` / ``dr`` ((target
+    field, desired, current), in the flows' order) and agree in all others: the same writes, conflict
+    and link (a field that agrees writes nothing and cannot conflict). The mapper's sets, getters and
+    policy are looked up once."""
+    from operator import itemgetter
+
+    from engine.sync.mapping import _NOT_PLAIN
+
+    changed = {s: m.field_set(s) for s in ("left", "right")}
+    two_way = {s: m.sources(s) for s in ("left", "right")}
+    both = {s: changed[s] & two_way[s] for s in ("left", "right")}
     empty = m.empty
-    for tgt, diffs, out in (("left", dl, wl), ("right", dr, wr)):
-        if not diffs:
-            continue
-        changed = m.field_set(tgt)
-        two_way = m.sources(tgt)
-        for t, v, c in diffs:
-            if t in changed and t in two_way:
-                if empty(tgt, t, c):  # first match: fill what is empty, never erase a value with an empty one
-                    out[t] = v
-                elif not empty(tgt, t, v):
-                    conflicts.append((tgt, t))
+    policy = m.module.conflict
+    names = {s: m.fields(s) for s in ("left", "right")}
+    getters = {s: itemgetter(*names[s]) if len(names[s]) > 1 else None for s in ("left", "right")}
+    text = {s: frozenset(n for n in both[s] if m.info(s, n).kind not in _NOT_PLAIN) for s in ("left", "right")}
+    snapshot = m.snapshot
+    both_l, both_r, text_l, text_r = both["left"], both["right"], text["left"], text["right"]
+    fs_l, fs_r = changed["left"], changed["right"]
+    names_l, names_r, get_l, get_r = names["left"], names["right"], getters["left"], getters["right"]
+
+    def snap(s: str, values: Mapping[str, Any], names_: tuple[str, ...], get: Any) -> dict[str, Any]:
+        if get is not None:
+            try:
+                return dict(zip(names_, get(values)))
+            except KeyError:
+                pass
+        return snapshot(s, values)
+
+    def first_match(lrec: Record, rrec: Record, dl: list[tuple[str, Any, Any]] | None,
+                    dr: list[tuple[str, Any, Any]] | None) -> list[Op]:
+        conflicts: list[tuple[str, str]] = []
+        wl: dict[str, Any] = {}
+        wr: dict[str, Any] = {}
+        for tgt, diffs, out, two, txt in (("left", dl, wl, both_l, text_l), ("right", dr, wr, both_r, text_r)):
+            if not diffs:
                 continue
-            out[t] = v
-    lid, rid = lrec.id, rrec.id
-    ops: list[Op] = []
-    if conflicts:
-        policy = m.module.conflict
-        if policy == "left-wins":
-            winner: str | None = "left"
-        elif policy == "right-wins":
-            winner = "right"
-        elif policy == "latest":
-            winner = "left" if lrec.modified >= rrec.modified else "right"
-        else:
-            winner = None  # skip: a first match writes neither value and says nothing
-        if winner is not None:
-            if winner == "left":
-                loser, lw, diffs = "right", wr, dr
+            for t, v, c in diffs:
+                if t in two:
+                    # first match: fill what is empty, never erase a value with an empty one (a text
+                    # value that is not "" is never empty)
+                    if c is None or c == "" or not (c.__class__ is str and t in txt) and empty(tgt, t, c):
+                        out[t] = v
+                    elif (v.__class__ is str and v != "" and t in txt) or not empty(tgt, t, v):
+                        conflicts.append((tgt, t))
+                    continue
+                out[t] = v
+        lid, rid = lrec.id, rrec.id
+        ops: list[Op] = []
+        if conflicts:
+            if policy == "left-wins":
+                winner: str | None = "left"
+            elif policy == "right-wins":
+                winner = "right"
+            elif policy == "latest":
+                winner = "left" if lrec.modified >= rrec.modified else "right"
             else:
-                loser, lw, diffs = "left", wl, dl
-            desired = {t: v for t, v, _ in diffs or ()}
-            for s, t in conflicts:
-                if s == loser:
-                    lw[t] = desired[t]
-            fields_ = tuple(sorted([f"{s}.{t}" for s, t in conflicts]))
-            ops.append(new_op("conflict", loser, lid if winner == "left" else rid, rid if winner == "left" else lid,
-                              {}, (), policy,
-                              f"the matched records differ in {', '.join(fields_)}; {winner} wins ({policy})",
-                              None, "", fields_))
-    nl = m.snapshot("left", lrec.values)
-    if wl:
-        fs = m.field_set("left")
-        for k, v in wl.items():
-            if k in fs:
-                nl[k] = v
-    nr = m.snapshot("right", rrec.values)
-    if wr:
-        fs = m.field_set("right")
-        for k, v in wr.items():
-            if k in fs:
-                nr[k] = v
-    link_ = new_link(lid, rid, nl, nr)
-    pair = f"pair:{lid}:{rid}"
-    if wl:
-        ops.append(new_op("update", "left", rid, lid, wl, (), "", "", link_, pair))
-    if wr:
-        ops.append(new_op("update", "right", lid, rid, wr, (), "", "", link_, pair))
-    ops.append(new_op("link", "right", lid, rid, {}, (), "", "", link_, pair))
-    return ops
+                winner = None  # skip: a first match writes neither value and says nothing
+            if winner is not None:
+                if winner == "left":
+                    loser, lw, diffs = "right", wr, dr
+                else:
+                    loser, lw, diffs = "left", wl, dl
+                desired = {t: v for t, v, _ in diffs or ()}
+                for s, t in conflicts:
+                    if s == loser:
+                        lw[t] = desired[t]
+                fields_ = tuple(sorted([f"{s}.{t}" for s, t in conflicts]))
+                ops.append(new_op("conflict", loser, lid if winner == "left" else rid,
+                                  rid if winner == "left" else lid, {}, (), policy,
+                                  f"the matched records differ in {', '.join(fields_)}; {winner} wins ({policy})",
+                                  None, "", fields_))
+        nl = snap("left", lrec.values, names_l, get_l)
+        if wl:
+            for k, v in wl.items():
+                if k in fs_l:
+                    nl[k] = v
+        nr = snap("right", rrec.values, names_r, get_r)
+        if wr:
+            for k, v in wr.items():
+                if k in fs_r:
+                    nr[k] = v
+        link_ = new_link(lid, rid, nl, nr)
+        pair = f"pair:{lid}:{rid}"
+        if wl:
+            ops.append(new_op("update", "left", rid, lid, wl, (), "", "", link_, pair))
+        if wr:
+            ops.append(new_op("update", "right", lid, rid, wr, (), "", "", link_, pair))
+        ops.append(new_op("link", "right", lid, rid, {}, (), "", "", link_, pair))
+        return ops
+
+    return first_match
 
 
 def compiled_planner(m: ModuleMapper, side: str) -> Any:
