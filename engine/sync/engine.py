@@ -54,6 +54,7 @@ OVERLAP = timedelta(0)  # extra re-read window behind each cursor (0: the bounda
 SECOND = timedelta(seconds=1)
 PARALLEL = "parallel-read"  # cursor kind: "<read start>|<read end>|<cursor it read from>" of a parallel read
 READ_AHEAD = 50  # left pages (10,000 records) read while the right side is read, before planning starts
+READ_ON = 8  # left pages read ahead of planning once the right side is indexed (refilled from half full)
 BUFFER_OPS = 5_000  # ops waiting in the write buffer (most without a write: links) before they are carried out
 SEARCH_LIMIT = 20  # unlinked records per module run looked up by search; beyond, the other side is read once
 Progress = Callable[[str, str, int, int | None], None]  # (module, phase, done, total)
@@ -446,7 +447,7 @@ class ModuleRun:
         floor = self.r.now - timedelta(days=self.module.created_within_days) if full else None
         self.floor = floor
         # the left side is read ahead by a thread from now on: while the right side is read (up to
-        # READ_AHEAD pages wait in memory until the right is indexed), then two pages ahead of planning
+        # READ_AHEAD pages wait in memory until the right is indexed), then READ_ON pages ahead of planning
         if "left" not in self.started:
             self.read_start["left"] = _now(self.r.clock)
         self.ahead = None if skip["left"] else _ReadAhead(self._pages("left", since), limit=READ_AHEAD)
@@ -480,7 +481,7 @@ class ModuleRun:
         # stream the left side: plan and execute page by page
         n = 0
         if self.ahead is not None:
-            self.ahead.set_limit(2)
+            self.ahead.set_limit(READ_ON)
         pages = [] if self.ahead is None else self.ahead
         extra = self.retry_failures(lambda ids: list(ids), "left")
         buffer = _Buffer(ex, BATCH * max(self.r.concurrency("left"), self.r.concurrency("right")))
@@ -490,19 +491,26 @@ class ModuleRun:
             llinks = self.store.get_links(self.name, self.module.name, side="left", ids=[r.id for r in page])
             if unlinked_right:  # only unlinked right records can still match a left one: else keep memory flat
                 ws.add("left", page, llinks)
-            page = [r for r in page if floor is None or r.created is None or r.created >= floor]
+            read = len(page)
+            if floor is not None:
+                page = [r for r in page if r.created is None or r.created >= floor]
             recs = {rec.id: rec for rec in page}
-            plinks = {k: v for k, v in llinks.items() if k in recs}
-            self.find_candidates("left", [r for r in page if r.id not in llinks], searched)
+            # the links of the records planned (all of the page's when none is older than the floor)
+            plinks = llinks if len(page) == read else {k: v for k, v in llinks.items() if k in recs}
+            if self.may_search("left"):
+                self.find_candidates("left", [r for r in page if r.id not in llinks], searched)
             inp = ws.plan_input("left", recs, plinks, partners=True)
             ops = _plan(inp, ("left",), ws.done)
             ws.after_page()
             # writes to the left wait until its pages are read: a record written mid-read moves in the
-            # app's Modified_Time order and would shift the pages still to come (records skipped)
-            later = {o.pair for o in ops if o.target == "left" and o.kind in ("create", "update", "delete") and o.pair}
-            if later:
-                ws.defer([o for o in ops if o.pair in later])
-                ops = [o for o in ops if not o.pair or o.pair not in later]
+            # app's Modified_Time order and would shift the pages still to come (records skipped);
+            # only the right side's flows write to the left
+            if self.m.flows["right"]:
+                later = {o.pair for o in ops
+                         if o.target == "left" and o.kind in ("create", "update", "delete") and o.pair}
+                if later:
+                    ws.defer([o for o in ops if o.pair in later])
+                    ops = [o for o in ops if not o.pair or o.pair not in later]
             _add(buffer, ops)
             n += len(page)
             self.tick("sync", n)
@@ -699,7 +707,10 @@ class ModuleRun:
 class _ReadAhead:
     """The pages of ``pages`` read by a background thread ahead of the consumer: the next page is on
     the wire while this one is planned and written (page tokens make reads of one side serial).
-    At most ``limit`` pages wait in memory (None: no limit)."""
+    At most ``limit`` pages wait in memory (None: no limit). A full buffer is refilled once the
+    consumer has taken half of it, not after each page: every wake-up of a thread costs CPU (tens of
+    µs on a busy machine), so the reader wakes once per ``limit // 2`` pages and the consumer only
+    when it found the buffer empty."""
 
     def __init__(self, pages: Iterable[list[Record]], *, limit: int | None = 2):
         self.limit = limit
@@ -708,6 +719,7 @@ class _ReadAhead:
         self._done = False
         self._stop = False
         self._exc: BaseException | None = None
+        self._full = False  # the reader waits for the buffer to drain to half its limit
         self._thread = threading.Thread(target=self._produce, args=(pages,), name="syncform-read-ahead",
                                         daemon=True)
         self._thread.start()
@@ -716,12 +728,16 @@ class _ReadAhead:
         try:
             for page in pages:
                 with self._cv:
-                    while not self._stop and self.limit is not None and len(self._buf) >= self.limit:
-                        self._cv.wait()
+                    if self.limit is not None and len(self._buf) >= self.limit:
+                        self._full = True
+                        while not self._stop and self.limit is not None and len(self._buf) > self.limit // 2:
+                            self._cv.wait()
+                        self._full = False
                     if self._stop:
                         return
                     self._buf.append(page)
-                    self._cv.notify_all()
+                    if len(self._buf) == 1:
+                        self._cv.notify_all()  # the consumer may be waiting for a page
         except BaseException as exc:  # raised in the consumer, after the pages read before it
             with self._cv:
                 self._exc = exc
@@ -742,7 +758,8 @@ class _ReadAhead:
                     self._cv.wait()
                 if self._buf:
                     page = self._buf.popleft()
-                    self._cv.notify_all()
+                    if self._full and (self.limit is None or len(self._buf) <= self.limit // 2):
+                        self._cv.notify_all()  # the reader refills the buffer
                 elif self._exc is not None:
                     raise self._exc
                 else:

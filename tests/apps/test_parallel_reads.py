@@ -214,3 +214,36 @@ def test_a_refused_count_reads_the_pages_one_at_a_time_and_is_not_asked_again(sa
     assert client.stats()[("Contacts", "coql")] == math.ceil(10_500 / 200)  # still the floor of pages
     again = read(client, since=datetime(2000, 1, 1, tzinfo=timezone.utc))
     assert len(again) == 10_500 and refuse.refused == 1  # the client does not ask it again
+
+
+def test_reads_share_the_clients_read_threads_and_close_stops_them(sandbox):
+    seed(sandbox, "zoho_crm", 1_000)
+    client = sandbox.client("zoho_crm", max_concurrency=4)
+
+    def readers() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name.startswith("syncform-coql") and t.is_alive()}
+
+    before = readers()
+    first = read(client)
+    started = readers() - before
+    assert 1 <= len(started) <= 4  # no more threads than the connection allows requests at once
+    again = read(client, fields=("Email",))
+    assert started <= readers()  # the first read's threads were kept for the second
+    assert len(readers() - before) <= 4  # both reads together: never more than the connection's limit
+    assert len(first) == len(again) == 1_000 and {r.id for r in first} == {r.id for r in again}
+    client.close()
+    deadline = time.monotonic() + 5
+    while readers() & started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not readers() & started
+
+
+def test_a_read_left_early_leaves_the_client_able_to_read(sandbox):
+    seed(sandbox, "zoho_crm", 3_000)
+    client = sandbox.client("zoho_crm", max_concurrency=4)
+    pages = client.list_changed("Contacts", None, fields=("Email",))
+    next(pages)
+    next(pages)
+    pages.close()  # the consumer stopped: pages not asked yet are cancelled, those on the wire end unread
+    got = read(client)
+    assert len(got) == len({r.id for r in got}) == 3_000

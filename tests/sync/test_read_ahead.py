@@ -45,3 +45,32 @@ def test_no_more_pages_are_read_than_the_limit_allows_and_close_stops_the_reader
     assert not any(t.name == "syncform-read-ahead" and t.is_alive() for t in threading.enumerate()
                    if t is ahead._thread)
     assert len(read) <= 6
+
+
+def test_a_full_buffer_is_refilled_once_half_of_it_was_taken_not_after_each_page():
+    read = []
+
+    def pages():
+        for i in range(100):
+            read.append(i)
+            yield [i]
+
+    def settled(n: int) -> int:
+        deadline = time.monotonic() + 5
+        while len(read) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)
+        return len(read)
+
+    ahead = _ReadAhead(pages(), limit=8)
+    try:
+        assert settled(9) == 9  # eight waiting, the ninth read and waiting for room
+        it = iter(ahead)
+        assert [next(it) for _ in range(3)] == [[0], [1], [2]]
+        assert settled(10) == 9  # five still waiting: more than half, the reader sleeps on
+        assert next(it) == [3]  # four left: the reader refills
+        assert settled(13) == 13  # the ninth page went in, then three more filled it to eight again
+        assert [next(it) for _ in range(96)] == [[i] for i in range(4, 100)]
+        assert list(it) == []
+    finally:
+        ahead.close()
