@@ -13,6 +13,7 @@ settled by the module's policy.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +28,9 @@ from engine.sync.mapping import (
 from engine.sync.normalize import key_kind, key_normaliser
 
 KINDS = ("create", "update", "delete", "link", "unlink", "conflict", "skip", "fail")
+# the generated planner (see compiled_planner) on, unless SYNCFORM_PLAN_COMPILED=0 (a switch to compare
+# both paths on real data; they give the same ops)
+COMPILED = os.environ.get("SYNCFORM_PLAN_COMPILED", "1") != "0"
 TOMBSTONE = "~"  # prefix of the id of a deleted record in a kept link: its partner is never revived
 
 
@@ -207,10 +211,13 @@ def _key_values(mapper: ModuleMapper, target: str, values: Mapping[str, Any],
 
 
 def plan_changes(inp: PlanInput, order: Iterable[str] = ("left", "right"),
-                 done: dict[str, set[str]] | None = None, *, compiled: bool = True) -> list[Op]:
+                 done: dict[str, set[str]] | None = None, *, compiled: bool | None = None) -> list[Op]:
     """Ops for every changed record of the chunk, each record pair planned once (``done`` carries the
     ids already planned across the chunks of one module run). ``compiled``: through the module's
-    generated planner (the same ops; False: every record through the general path)."""
+    generated planner (the same ops; False: every record through the general path; None: as
+    ``SYNCFORM_PLAN_COMPILED`` says, default on)."""
+    if compiled is None:
+        compiled = COMPILED
     ops: list[Op] = []
     done = done if done is not None else {"left": set(), "right": set()}
     for side in order:
