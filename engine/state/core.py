@@ -8,7 +8,9 @@ batch is journalled before it is sent), so it avoids per-call set-up:
   letter (the same C encoder ``json.dumps`` uses, built once instead of per call): the stored text of a
   merge base is canonical, byte for byte what earlier versions wrote.
 - ``encode_bases`` encodes a link's two merge bases, once when both hold the same plain values (a
-  one-way copy, a field mapped to the same name): the second text is the first.
+  one-way copy, a field mapped to the same name): the second text is the first. A base handed over as
+  a ``str`` is its text already: a sync encodes each create's values once, for its journal entry and
+  its link (``engine.sync.executor.journal_creates``; the journal takes the text by ``journal_add_texts``).
 - ``encode_payload`` is the journal's encoding: the same, without sorting keys (a payload is read back
   as a whole, never compared as text).
 - ``encode_rows`` (not ASCII-escaped, unsorted) hands PostgreSQL a batch of rows or ids as one JSON

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from engine.apps.base import WriteResult
 from engine.errors import AppError, AuthError, SyncError
-from engine.state.base import Failure, JournalEntry, LinkRow
+from engine.state.base import Failure, LinkRow
 from engine.sync.mapping import CONFLICT_SKIPPED, MANDATORY_MISSING, REJECTED_BY_APP, other
 from engine.sync.plan import TOMBSTONE, Op
 from engine.sync.report import OP_TO_COUNT, SAMPLES_PER_KIND, sample_of
