@@ -104,7 +104,9 @@ class ZohoClient(ClientBase):
         with self._readers_lock:
             pool, self._readers = self._readers, None
         if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            # pages already asked for still run (a read in progress gets its answers or their errors, and
+            # never waits for a page that was dropped); the threads end once the queue is empty
+            pool.shutdown(wait=False)
         super().close()
 
     # -- reading -------------------------------------------------------------------------------------

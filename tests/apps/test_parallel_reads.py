@@ -247,3 +247,24 @@ def test_a_read_left_early_leaves_the_client_able_to_read(sandbox):
     pages.close()  # the consumer stopped: pages not asked yet are cancelled, those on the wire end unread
     got = read(client)
     assert len(got) == len({r.id for r in got}) == 3_000
+
+
+def test_closing_the_client_during_a_read_never_leaves_the_reader_waiting(sandbox):
+    seed(sandbox, "zoho_crm", 1_000)  # page 0, then four pages asked at once: two on the wire, two queued
+    p = probe(sandbox)
+    client = sandbox.client("zoho_crm", max_concurrency=2)
+    p.hooks[3] = client.close  # while the second of them is served: the queued two must still answer
+    ended = threading.Event()
+    outcome: list[object] = []
+
+    def reader() -> None:
+        try:
+            outcome.append(len(read(client)))
+        except Exception as e:  # noqa: BLE001 - a closed client may fail the read: it must not hang it
+            outcome.append(e)
+        finally:
+            ended.set()
+
+    threading.Thread(target=reader, daemon=True).start()
+    assert ended.wait(30), "the read still waits for pages of a closed client"
+    assert outcome and (outcome[0] == 1_000 or isinstance(outcome[0], Exception))
