@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from engine.apps._common import ClientBase, EPOCH, as_utc, batch_failed, dedupe_ids
+from engine.apps._common import ClientBase, EPOCH, as_utc, batch_failed, dedupe_ids, make_record
 from engine.apps.base import DeletedRecord, ListFilter, Record, WriteResult
 from engine.apps.http import HttpLayer, chunks, parallel
 from engine.errors import TerminalAppError, TransientAppError, did_you_mean
@@ -390,7 +390,7 @@ class BookingsClient(ClientBase):
         tz = raw.get("time_zone")
         booked = parse_bookings_time(raw.get("booked_on"), tz)
         values = {k: v for k, v in raw.items() if k != "customer_more_info"}
-        return Record(id=str(raw["booking_id"]), values=values, modified=booked or EPOCH, created=booked)
+        return make_record(str(raw["booking_id"]), values, booked or EPOCH, booked)
 
     def _customer_of(self, appointment: Mapping[str, Any]) -> Record | None:
         info = appointment.get("customer_more_info")
@@ -402,8 +402,7 @@ class BookingsClient(ClientBase):
             values["phone"] = info.get("contact_number")
         modified = parse_bookings_time(info.get("modified_time")) or \
             parse_bookings_time(appointment.get("booked_on"), appointment.get("time_zone")) or EPOCH
-        return Record(id=str(info["id"]), values=values, modified=modified,
-                      created=parse_bookings_time(info.get("created_time")))
+        return make_record(str(info["id"]), values, modified, parse_bookings_time(info.get("created_time")))
 
     def _check(self, module: str) -> None:
         if module not in MODULES:
