@@ -603,33 +603,43 @@ def _compile_side(m: ModuleMapper, side: str) -> Any:
     }
     if flat["left"] is not None and flat["right"] is not None:
         ns["first_match"] = _first_match_for(m)
-    for s in ("left", "right"):
-        ns[f"G_{s}"] = itemgetter(*names[s])
+    for s in ("left", "right"):  # G_side(values): the values of every field read, a tuple (KeyError if one is missing)
+        ns[f"G_{s}"] = itemgetter(*names[s]) if len(names[s]) > 1 else (lambda v, _n=names[s][0]: (v[_n],))
         ns[f"N_{s}"] = names[s]
     src = _Src()
     add = src
+    pos = {s: {n: k for k, n in enumerate(names[s])} for s in ("left", "right")}
+    prefix = {side: "f", osd: "o"}  # the locals holding a record's field values: f<k> (this side), o<k> (the other)
+
+    def val(s: str, name: str) -> str:
+        """The local that holds field ``name`` of the record of ``s`` (every field read is one)."""
+        return f"{prefix[s]}{pos[s][name]}"
+
+    def unpack(s: str, vals: str, tup: str, part: str) -> None:
+        """The field values of a record of ``s`` into its locals; ``part``: a field is missing (then
+        its snapshot is not the tuple's)."""
+        src.block(f"""
+try:
+    {tup} = G_{s}({vals})
+    {part} = False
+except KeyError:
+    {tup} = tuple(map({vals}.get, N_{s}))
+    {part} = True
+""")
 
     def const(prefix: str, value: Any) -> str:
         name = f"{prefix}{len(ns)}"
         ns[name] = value
         return name
 
-    def snap(s: str, vals: str, out: str) -> None:
-        if len(names[s]) == 1:
-            add(f"{out} = snapshot({s!r}, {vals})")
-            return
-        src.block(f"""
-try:
-    {out} = dict(zip(N_{s}, G_{s}({vals})))
-except KeyError:
-    {out} = snapshot({s!r}, {vals})
-""")
+    def snap(s: str, vals: str, tup: str, part: str, out: str) -> None:
+        add(f"{out} = snapshot({s!r}, {vals}) if {part} else dict(zip(N_{s}, {tup}))")
 
-    def rendered(s: str, entry: Any, vals: str, var: str) -> None:
+    def rendered(s: str, entry: Any, var: str) -> None:
         """``var`` = the value a flow of ``s`` renders for one flat entry (as ``render_into``)."""
         s_name, t_name, plain, fl = entry
         flc = const("FL", fl)
-        add(f"{var} = {vals}.get({s_name!r})")
+        add(f"{var} = {val(s, s_name)}")
         if plain:
             add(f"if {var} is None or {var}.__class__ is str:")
             add(f"    {var} = {var} or None")
@@ -683,6 +693,12 @@ i = rec.id
 if i in gone_s:
     continue
 vals = rec.values
+try:
+    ts = G_{side}(vals)
+    part = False
+except KeyError:
+    ts = tuple(map(vals.get, N_{side}))
+    part = True
 link = links_s_get(i)
 if link is not None:
     p = link.{osd}_id
@@ -695,7 +711,7 @@ if link is not None:
         b = link.{side}_values
         ob = link.{osd}_values
         try:
-            if len(b) == {len(names[side])} and len(ob) == {len(names[osd])} and G_{side}(vals) == G_{side}(b):
+            if not part and len(b) == {len(names[side])} and len(ob) == {len(names[osd])} and ts == G_{side}(b):
                 if prec is None:
                     G_{osd}(ob)  # every field in the base (else its snapshot differs from it)
                     continue
@@ -708,9 +724,10 @@ if link is not None:
 if i in amb_s:
     continue
 """)
+    add(f"({''.join(f'f{k}, ' for k in range(len(names[side])))}) = ts")
     # the raw match keys: text or nothing, else the general path (unreadable keys, other normalisers)
     for k, (kname, _norm) in enumerate(probers):
-        add(f"k{k} = vals.get({kname!r})")
+        add(f"k{k} = {val(side, kname)}")
         add(f"if k{k} is not None and k{k}.__class__ is not str:")
         add("    extend(slow(inp, %r, rec, done))" % side)
         add("    continue")
@@ -748,8 +765,10 @@ if prec is None:
     extend(slow(inp, {side!r}, rec, done))
     continue
 ov = prec.values
-try:
 """)
+            unpack(osd, "ov", "to", "opart")
+            add(f"({''.join(f'o{k}, ' for k in range(len(names[osd])))}) = to")
+            add("try:")
             src.depth = 5
             # as _merge of a first match: each side's flows rendered in full and compared with what the
             # other side holds; any difference (a write, a conflict, an empty to fill) -> general path
@@ -757,14 +776,13 @@ try:
             add("dl = dr = None")
 
             def compare(s: str, entry: Any) -> None:
-                svals, tvals = (lvals, rvals) if s == "left" else (rvals, lvals)
                 tgt = other(s)
                 d = "dr" if tgt == "right" else "dl"
                 t_name = entry[1]
                 norm = m._cmp.get((tgt, t_name)) or m._comparer(tgt, t_name)
                 nc = const("CMP", norm)
-                rendered(s, entry, svals, "v")
-                add(f"c = {tvals}.get({t_name!r})")
+                rendered(s, entry, "v")
+                add(f"c = {val(tgt, t_name)}")
                 add(f"if not (v == c or {nc}(v) == {nc}(c)):")
                 add(f"    if {d} is None:")
                 add(f"        {d} = []")
@@ -776,8 +794,8 @@ try:
                 # every field two-way, text both ways, in the same order: a pair holding the same text
                 # on both sides renders to what the other side holds, both ways (one test for the two)
                 for a, b in zip(fl_l, fl_r):
-                    add(f"a = {lvals}.get({a[0]!r})")
-                    add(f"if not (a and a.__class__ is str and a == {rvals}.get({a[1]!r})):")
+                    add(f"a = {val('left', a[0])}")
+                    add(f"if not (a and a.__class__ is str and a == {val('right', a[1])}):")
                     src.depth += 1
                     compare("left", a)
                     compare("right", b)
@@ -800,8 +818,12 @@ if dl is not None or dr is not None:
     extend(first_match({lrec_}, {rrec_}, dl, dr))
     continue
 """)
-            snap("left", lvals, "ls")
-            snap("right", rvals, "rs")
+            if side == "left":
+                snap("left", "vals", "ts", "part", "ls")
+                snap("right", "ov", "to", "opart", "rs")
+            else:
+                snap("left", "ov", "to", "opart", "ls")
+                snap("right", "vals", "ts", "part", "rs")
             lid, rid_ = ("i", "prec.id") if side == "left" else ("prec.id", "i")
             src.block(f"""
 lid = {lid}
@@ -829,7 +851,7 @@ continue
         for entry in flat[side]:
             s_name, t_name, plain, fl = entry
             flc = const("FL", fl)
-            add(f"v = vals.get({s_name!r})")
+            add(f"v = {val(side, s_name)}")
             if plain:
                 add("if v is None or v.__class__ is str:")
                 add("    if v:")
@@ -852,7 +874,7 @@ except MapError:
     extend(slow(inp, {side!r}, rec, done))
     continue
 """)
-        snap(side, "vals", "sb")
+        snap(side, "vals", "ts", "part", "sb")
         if side == "left":
             add("lk = new_link(i, '', sb, dict(out))")
         else:
@@ -863,7 +885,7 @@ except MapError:
             for tname, sname in ((getattr(k, osd), getattr(k, side)) for k in m.module.match):
                 add(f"v = out.get({tname!r})")
                 add("if v is None or v == '':")
-                add(f"    v = vals.get({sname!r})")
+                add(f"    v = {val(side, sname)}")
                 add("if v is not None and v != '':")
                 add(f"    kv.append(({tname!r}, v))")
             add("kv = tuple(kv) if kv else key_values(m, %r, out, vals)" % osd)
