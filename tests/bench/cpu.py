@@ -36,7 +36,7 @@ import json
 import pstats
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -124,8 +124,16 @@ def main(argv: list[str] | None = None) -> int:
             recs += got
         return recs
 
-    least_of_3("decode", lambda: None, lambda _: [json.loads(b)["data"] for b in bodies])
-    left = least_of_3("parse", lambda: [json.loads(b)["data"] for b in bodies], parse)
+    # pages as the sandbox answers them: every record with its own times (its seed spreads them over
+    # ~400 days), so that no time parses from a cache; the plan phases' records keep their fixed times
+    stamp = datetime(2026, 2, 3, 10, 11, 12, tzinfo=timezone.utc)
+    pbodies = [json.dumps({"data": [{**raw, "Modified_Time": (stamp - timedelta(seconds=977 * (i + k))).isoformat(),
+                                     "Created_Time": (stamp - timedelta(seconds=3_061 * (i + k))).isoformat()}
+                                    for k, raw in enumerate(lraw[i:i + 200])], "info": {"more_records": True}})
+               for i in range(0, n, 200)]
+    least_of_3("decode", lambda: None, lambda _: [json.loads(b)["data"] for b in pbodies])
+    least_of_3("parse", lambda: [json.loads(b)["data"] for b in pbodies], parse)
+    left = parse([json.loads(b)["data"] for b in bodies])
     answers = [json.dumps({"data": [
         {"code": "SUCCESS", "message": "record added", "status": "success",
          "details": {"Modified_Time": f"2026-02-03T10:11:{i // 2000:02d}+00:00", "Modified_By": {"name": "Bench Admin",
