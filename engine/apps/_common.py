@@ -86,18 +86,6 @@ make_record = fast_maker(Record)
 make_result = fast_maker(WriteResult)
 
 
-def utc_time(text: str) -> datetime:
-    """``text`` in the apps' ISO 8601 (``2023-05-10T01:10:47-07:00``) as an aware UTC datetime, for
-    the per-record paths: no cache (a page's times are mostly distinct), no conversion when the offset
-    is already UTC. Raises ``ValueError`` / ``TypeError`` where ``parse_time`` may still succeed (or
-    answer None): callers fall back to it."""
-    dt = _fromisoformat(text)
-    tz = dt.tzinfo
-    if tz is _UTC:
-        return dt
-    return dt.replace(tzinfo=_UTC) if tz is None else dt.astimezone(_UTC)
-
-
 _PARSED: dict[str, datetime] = {}  # recent answers: a batch's results, and records written together, share times
 _PARSED_MAX = 4096
 

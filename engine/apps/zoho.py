@@ -40,7 +40,7 @@ from typing import Any
 import httpx
 
 from engine.apps._common import (_UTC, ClientBase, EPOCH, _fromisoformat, as_utc, batch_failed, dedupe_ids,
-                                 make_record, make_result, parse_time, utc_time, zoho_time)
+                                 make_record, make_result, parse_time, zoho_time)
 from engine.apps.base import DeletedRecord, ListFilter, Record, WriteResult
 from engine.apps.http import HttpLayer, chunks
 from engine.errors import TerminalAppError, TransientAppError
@@ -489,7 +489,7 @@ def _fast_records(page: list[Any]) -> list[Record]:
     ``Modified_Time`` and a ``Created_Time`` (or null) that ``datetime.fromisoformat`` reads; raises
     one of ``_SLOW`` otherwise (the caller then takes the general path, which gives the same records
     where this one succeeds)."""
-    new, fromiso, utc, utc_time_ = make_record, _fromisoformat, _UTC, utc_time
+    new, fromiso, utc = make_record, _fromisoformat, _UTC
     out = []
     append = out.append
     for raw in page:
@@ -497,13 +497,13 @@ def _fast_records(page: list[Any]) -> list[Record]:
         if rid.__class__ is not str or not rid:
             raise ValueError(rid)
         modified = fromiso(raw["Modified_Time"])
-        if modified.tzinfo is not utc:
-            modified = utc_time_(raw["Modified_Time"])
+        if modified.tzinfo is not utc:  # an org's own offset (-07:00): the same instant in UTC
+            modified = modified.replace(tzinfo=utc) if modified.tzinfo is None else modified.astimezone(utc)
         created = raw.get("Created_Time")
         if created is not None:
-            text, created = created, fromiso(created)
+            created = fromiso(created)
             if created.tzinfo is not utc:
-                created = utc_time_(text)
+                created = created.replace(tzinfo=utc) if created.tzinfo is None else created.astimezone(utc)
         append(new(rid, raw, modified, created))
     return out
 
