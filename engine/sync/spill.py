@@ -412,11 +412,10 @@ class Workset:
                 into[rec.id] = rec
         else:
             if changed:
+                into = self.changed[side]
                 for rec in recs:
-                    self.changed[side][rec.id] = rec
-            add = self.index[side].add
-            for rec in recs:
-                add(rec)
+                    into[rec.id] = rec
+            self.index[side].add_all(recs)
         self._check()
 
     def missing_changed(self, side: str, ids: Iterable[str]) -> list[str]:
@@ -444,10 +443,9 @@ class Workset:
                         add(load(rid, blob), blob)
                 self.older[side] = _Packed(load)
                 return
-            for rec in self.changed[side].values():
-                add(rec)
-            for rec in self.older[side].values():
-                add(rec)
+            index = self.index[side]
+            index.add_all(self.changed[side].values())
+            index.add_all(self.older[side].values())
             self.older[side] = {}
 
     # -- planning ----------------------------------------------------------------------------------

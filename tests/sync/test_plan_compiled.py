@@ -225,3 +225,20 @@ def test_a_first_match_that_differs_is_planned_as_the_general_path_plans_it(conf
                 seen.append([repr(o) for o in plan_changes(inp, ("left",), compiled=compiled)])
             assert seen[0] == seen[1], (shape, dt)
             assert any("kind='link'" in o for o in seen[0])
+
+
+@pytest.mark.parametrize("match", sorted(MATCHES))
+def test_an_index_filled_in_one_loop_equals_one_filled_record_by_record(match):
+    @settings(max_examples=40, deadline=None)
+    @given(st.lists(st.tuples(st.sampled_from(IDS["left"] + IDS["right"]), values()), max_size=12))
+    def check(items):
+        m = mapper("mirrored text", match, "two-way", "latest")
+        recs = [Record(id=i, values=v, modified=T0) for i, v in items]
+        one, each = MatchIndex(m, "right"), MatchIndex(m, "right")
+        one.add_all(recs)
+        for r in recs:
+            each.add(r)
+        assert one.records == each.records and list(one.records) == list(each.records)
+        assert one._idx == each._idx
+
+    check()
