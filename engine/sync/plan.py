@@ -97,7 +97,10 @@ new_link = fast_constructor(Link)
 # --- matching -----------------------------------------------------------------------------------------
 
 class MatchIndex:
-    """A local hash index of one side's records by normalised match keys (0 API calls)."""
+    """A local hash index of one side's records by normalised match keys (0 API calls).
+
+    Records given to ``add_all`` are keyed when the index is first asked (``keyed``, ``lookup``): a run
+    whose records are all linked (an echo, an incremental run) never normalises their keys."""
 
     def __init__(self, mapper: ModuleMapper, side: str):
         self.mapper = mapper
@@ -107,6 +110,7 @@ class MatchIndex:
         self._idx: list[dict[str, Any]] = [dict() for _ in self.keys]  # value -> id, or a list of ids when several
         self._norm = tuple((name, key_normaliser(kind), idx) for (name, kind), idx in zip(self.keys, self._idx))
         self.records: dict[str, Record] = {}
+        self._pending: list[Record] = []  # added by add_all, not keyed yet (in the order added)
 
     def add(self, rec: Record, stored: Any = None) -> None:
         """Index ``rec`` (the first record added under an id stays); ``stored``: what ``records`` keeps
@@ -114,6 +118,8 @@ class MatchIndex:
         rid = rec.id
         if rid in self.records:
             return
+        if self._pending:  # keys in the order the records came
+            self._key_pending()
         self.records[rid] = rec if stored is None else stored
         get = rec.values.get
         for name, norm, idx in self._norm:
@@ -128,22 +134,48 @@ class MatchIndex:
                     idx[v] = [hits, rid]
 
     def add_all(self, recs: Iterable[Record]) -> None:
-        """``add`` of each record (kept as itself), in one loop: the usual single key read inline (an
-        e-mail key's text normalised in place)."""
-        if len(self._norm) != 1:
-            add = self.add
-            for rec in recs:
-                add(rec)
-            return
+        """``add`` of each record (kept as itself), in one loop; their keys are read when first needed."""
         records = self.records
-        ((name, norm, idx),) = self._norm
-        iget = idx.get
-        email = self.keys[0][1] == "email"
+        if not self._norm:
+            for rec in recs:
+                records.setdefault(rec.id, rec)
+            return
+        pending = self._pending
         for rec in recs:
             rid = rec.id
             if rid in records:
                 continue
             records[rid] = rec
+            pending.append(rec)
+
+    def keyed(self) -> list[dict[str, Any]]:
+        """The index per key (normalised value -> id, or a list of ids), every record added in it."""
+        if self._pending:
+            self._key_pending()
+        return self._idx
+
+    def _key_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        if len(self._norm) != 1:
+            for rec in pending:
+                get = rec.values.get
+                rid = rec.id
+                for name, norm, idx in self._norm:
+                    v = norm(get(name))
+                    if v:
+                        hits = idx.get(v)
+                        if hits is None:
+                            idx[v] = rid
+                        elif hits.__class__ is list:
+                            hits.append(rid)
+                        else:
+                            idx[v] = [hits, rid]
+            return
+        ((name, norm, idx),) = self._norm  # the usual single key, read inline (an e-mail's text in place)
+        iget = idx.get
+        email = self.keys[0][1] == "email"
+        for rec in pending:
+            rid = rec.id
             v = rec.values.get(name)
             v = v.strip().lower() if email and v.__class__ is str else norm(v)
             if v:
@@ -157,9 +189,10 @@ class MatchIndex:
 
     def lookup(self, probe: list[str]) -> list[str]:
         """Candidates for normalised probe values (one per key, in order): the first key with hits decides."""
+        keyed = self.keyed()
         for i, v in enumerate(probe):
-            if v and i < len(self._idx):
-                hits = self._idx[i].get(v)
+            if v and i < len(keyed):
+                hits = keyed[i].get(v)
                 if hits:
                     return list(hits) if hits.__class__ is list else [hits]
         return []
@@ -703,14 +736,10 @@ probe = {bool(keys)} and idx is not None and bool(idx.records or idx.__class__ i
 lookup = None
 if probe:
     orecs = idx.records
-    if idx.__class__ is not MatchIndex or len(idx._idx) != {len(keys)}:
+    if idx.__class__ is not MatchIndex or len(idx.keys) != {len(keys)}:
         lookup = idx.lookup
-    else:
+keyed = None  # the index's keys, asked at the first record to match (an echo never asks)
 """)
-    for k in range(len(keys)):
-        add(f"        ix{k} = idx._idx[{k}].get")
-    if not keys:
-        add("        pass")
     add("for rid, rec in recs.items():")
     src.depth = 2
     src.block(f"""
@@ -773,6 +802,10 @@ if i in amb_s:
         add("    if c:")
         add("        cid = c[0]")
         add("else:")
+        add("    if keyed is None:")
+        add("        keyed = idx.keyed()")
+        for k in range(len(keys)):
+            add(f"        ix{k} = keyed[{k}].get")
         for k in range(len(keys)):
             add(f"    if {'not cid and ' if k else ''}p{k}:")
             add(f"        cid = ix{k}(p{k})")

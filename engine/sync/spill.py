@@ -594,6 +594,7 @@ class Workset:
         pk = self.packer = self.fpk
         for side in ("left", "right"):
             idx = self.index[side]
+            idx.keyed()  # keys read now: the records are held packed from here on
             packed: dict[int, Any] = {}
             recs = _Packed(pk.load_record)
             for rid, rec in idx.records.items():

@@ -132,9 +132,9 @@ def build(cfg, recs, links, changed, deleted, preset):
         lk["left"][link.left_id] = link
         lk["right"][link.right_id] = link
     index = {s: MatchIndex(m, s) for s in ("left", "right")}
-    for s in ("left", "right"):
-        for r in records[s].values():
-            index[s].add(r)
+    index["left"].add_all(records["left"].values())  # keyed when first asked
+    for r in records["right"].values():
+        index["right"].add(r)
     inp = PlanInput(mapper=m, changed={"left": {}, "right": {}}, links=lk, index=index,  # type: ignore[arg-type]
                     deleted=copy.deepcopy(deleted), claimed=copy.deepcopy(preset["claimed"]),
                     ambiguous=copy.deepcopy(preset["ambiguous"]))
@@ -239,6 +239,21 @@ def test_an_index_filled_in_one_loop_equals_one_filled_record_by_record(match):
         for r in recs:
             each.add(r)
         assert one.records == each.records and list(one.records) == list(each.records)
-        assert one._idx == each._idx
+        assert one.keyed() == each.keyed()
 
     check()
+
+
+def test_an_echo_never_reads_the_match_keys_of_the_records_it_indexed():
+    m = mapper("mirrored text", "email", "two-way", "latest")
+    lv = {"First_Name": "Ann", "Last_Name": "Lee", "Email": "a@x.com", "Phone": None, "Mobile": None, "Title": None}
+    left = Record(id="L1", values=dict(lv), modified=T0)
+    right = Record(id="R1", values=dict(lv), modified=T0)
+    link = Link("L1", "R1", m.snapshot("left", left.values), m.snapshot("right", right.values))
+    idx = MatchIndex(m, "right")
+    idx.add_all([right, Record(id="R2", values=dict(lv, Email="b@x.com"), modified=T0)])
+    inp = PlanInput(mapper=m, changed={"left": {"L1": left}, "right": {"R1": right}},
+                    links={"left": {"L1": link}, "right": {"R1": link}}, index={"right": idx, "left": None})
+    assert plan_changes(inp, ("left",)) == []
+    assert len(idx._pending) == 2  # nothing to match: no key normalised
+    assert idx.lookup(["b@x.com"]) == ["R2"] and not idx._pending
