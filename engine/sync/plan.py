@@ -856,11 +856,26 @@ ov = prec.values
                 # on both sides renders to what the other side holds, both ways (one test for the two)
                 for a, b in zip(fl_l, fl_r):
                     add(f"a = {val('left', a[0])}")
-                    add(f"if not (a and a.__class__ is str and a == {val('right', a[1])}):")
+                    add(f"b = {val('right', a[1])}")
+                    add("if not (a and a.__class__ is str and a == b):")
                     src.depth += 1
+                    ka, kb = m.info("left", a[0]).kind, m.info("right", a[1]).kind
+                    if ka == kb:
+                        # the same kind both sides: two texts compare alike both ways (one normal form each)
+                        nc = const("CMP", m._cmp.get(("right", a[1])) or m._comparer("right", a[1]))
+                        add("if a and b and a.__class__ is str and b.__class__ is str:")
+                        add(f"    if not {nc}(a) == {nc}(b):")
+                        add("        if dr is None:")
+                        add("            dr = []")
+                        add(f"        dr.append(({a[1]!r}, a, b))")
+                        add("        if dl is None:")
+                        add("            dl = []")
+                        add(f"        dl.append(({a[0]!r}, b, a))")
+                        add("else:")
+                        src.depth += 1
                     compare("left", a)
                     compare("right", b)
-                    src.depth -= 1
+                    src.depth -= 2 if ka == kb else 1
             else:
                 for entry in fl_l:
                     compare("left", entry)

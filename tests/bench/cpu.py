@@ -184,9 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         with _collector_for_a_run():
             idx = {"left": MatchIndex(m, "left"), "right": MatchIndex(m, "right")}
             rmap = {r.id: r for r in rights or []}
-            if links is None:
-                for r in rights or []:
-                    idx["right"].add(r)
+            if links is None:  # the right side indexed for matching, as the working set does it
+                idx["right"].add_all(rights or [])
             inp = PlanInput(mapper=m, changed={"left": {}, "right": rmap}, links=links or {"left": {}, "right": {}},
                             index=idx, deleted={"left": set(), "right": set()}, initial=links is None)
             ops = []
