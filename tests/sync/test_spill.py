@@ -284,3 +284,17 @@ def test_a_record_read_again_replaces_the_earlier_one_until_sealed_then_the_firs
     finally:
         ws.close()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(spill.PREFIX)]
+
+
+@pytest.mark.parametrize("spill_at", [0, 10**9])
+def test_the_generated_planner_syncs_exactly_as_the_general_path_in_memory_and_spilled(tmp_path, monkeypatch,
+                                                                                    spill_at):
+    from engine.sync import plan
+
+    (tmp_path / "fast").mkdir()
+    (tmp_path / "general").mkdir()
+    fast = run_all(tmp_path / "fast", monkeypatch, spill_at)
+    monkeypatch.setattr(plan, "COMPILED", False)
+    general = run_all(tmp_path / "general", monkeypatch, spill_at)
+    assert fast == general
+    assert {"AMBIGUOUS_MATCH", "ALREADY_LINKED"} <= {c for _, _, c in fast[4]}
