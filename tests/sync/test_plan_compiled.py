@@ -26,6 +26,14 @@ from engine.sync.plan import MatchIndex, PlanInput, compiled_planner, plan_chang
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
+
+@pytest.fixture(autouse=True)
+def _generated_from_the_first_record(monkeypatch):
+    """The planner is generated for the first chunk (a run waits for COMPILE_AFTER records)."""
+    import engine.sync.plan as plan
+
+    monkeypatch.setattr(plan, "COMPILE_AFTER", 0)
+
 POOLS = {
     "First_Name": [None, "", "Ann", "ann ", "Bob", 5, {"name": "x"}],
     "Last_Name": [None, "", "Lee", " lee", "Kim", "Park", "Cho", "Ito", "Roy", "Diaz"],
@@ -257,3 +265,20 @@ def test_an_echo_never_reads_the_match_keys_of_the_records_it_indexed():
     assert plan_changes(inp, ("left",)) == []
     assert len(idx._pending) == 2  # nothing to match: no key normalised
     assert idx.lookup(["b@x.com"]) == ["R2"] and not idx._pending
+
+
+def test_a_small_run_plans_through_the_general_path_and_a_large_one_generates_its_planner(monkeypatch):
+    import engine.sync.plan as plan
+
+    monkeypatch.setattr(plan, "COMPILE_AFTER", 3)
+    m = mapper("mirrored text", "email", "left-to-right", "latest")
+    inp = PlanInput(mapper=m, changed={"left": {}, "right": {}}, links={"left": {}, "right": {}},
+                    index={"right": MatchIndex(m, "right"), "left": None})
+    done: dict[str, set[str]] = {"left": set(), "right": set()}
+    sizes = []
+    for k in range(3):
+        inp.changed["left"] = {f"L{k}{j}": Record(id=f"L{k}{j}", values={"Email": f"{k}{j}@x.com", "Last_Name": "Lee"},
+                                                   modified=T0) for j in range(2)}
+        ops = plan_changes(inp, ("left",), done)
+        sizes.append((len(ops), m.compiled.get(("plan", "left"), False) is not False))
+    assert sizes == [(2, False), (2, True), (2, True)]  # 2 records planned: general; 4 > 3: generated

@@ -291,6 +291,7 @@ def test_the_generated_planner_syncs_exactly_as_the_general_path_in_memory_and_s
                                                                                     spill_at):
     from engine.sync import plan
 
+    monkeypatch.setattr(plan, "COMPILE_AFTER", 0)  # generated from the first page (these runs are small)
     (tmp_path / "fast").mkdir()
     (tmp_path / "general").mkdir()
     fast = run_all(tmp_path / "fast", monkeypatch, spill_at)
