@@ -271,6 +271,7 @@ def test_a_small_run_plans_through_the_general_path_and_a_large_one_generates_it
     import engine.sync.plan as plan
 
     monkeypatch.setattr(plan, "COMPILE_AFTER", 3)
+    monkeypatch.setattr(plan, "COMPILE_PAGE", 5)
     m = mapper("mirrored text", "email", "left-to-right", "latest")
     inp = PlanInput(mapper=m, changed={"left": {}, "right": {}}, links={"left": {}, "right": {}},
                     index={"right": MatchIndex(m, "right"), "left": None})
@@ -282,3 +283,8 @@ def test_a_small_run_plans_through_the_general_path_and_a_large_one_generates_it
         ops = plan_changes(inp, ("left",), done)
         sizes.append((len(ops), m.compiled.get(("plan", "left"), False) is not False))
     assert sizes == [(2, False), (2, True), (2, True)]  # 2 records planned: general; 4 > 3: generated
+    m = mapper("mirrored text", "email", "left-to-right", "latest")
+    inp.mapper = m
+    inp.changed["left"] = {f"P{j}": Record(id=f"P{j}", values={"Email": f"p{j}@x.com"}, modified=T0) for j in range(5)}
+    plan_changes(inp, ("left",), done)
+    assert m.compiled.get(("plan", "left"), False) is not False  # a chunk of 5: generated at once
