@@ -32,9 +32,9 @@ KINDS = ("create", "update", "delete", "link", "unlink", "conflict", "skip", "fa
 # both paths on real data; they give the same ops)
 COMPILED = os.environ.get("SYNCFORM_PLAN_COMPILED", "1") != "0"
 # records of a side a module run plans through the general path before it generates that side's planner:
-# generating costs ~2-5 ms (and ~1 MB while it compiles), what the general path spends on ~500 records;
-# a chunk of COMPILE_PAGE records or more generates it at once (a page of a large run: early, while the
-# run holds little), so only small incremental runs (a few changed records) never pay for it
+# generating costs ~2-5 ms (more on a busy machine; and ~1 MB while it compiles), what the general path
+# spends on ~500 records, so a small incremental run (a 1 % edit, a few changes) never pays for it; a
+# first or full run generates it at its first chunk of COMPILE_PAGE records (early, while it holds little)
 COMPILE_AFTER = 500
 COMPILE_PAGE = 50
 TOMBSTONE = "~"  # prefix of the id of a deleted record in a kept link: its partner is never revived
@@ -297,7 +297,8 @@ def plan_changes(inp: PlanInput, order: Iterable[str] = ("left", "right"),
             fast = m.compiled.get(("plan", side), False)
             if fast is False:  # generated once the run has planned enough records to repay it (~2-5 ms)
                 seen = m.compiled[("seen", side)] = m.compiled.get(("seen", side), 0) + len(recs)
-                fast = compiled_planner(m, side) if seen > COMPILE_AFTER or len(recs) >= COMPILE_PAGE else None
+                fast = compiled_planner(m, side) \
+                    if seen > COMPILE_AFTER or (inp.initial and len(recs) >= COMPILE_PAGE) else None
         if fast is not None:
             fast(inp, recs, done, ops)
             continue

@@ -285,6 +285,11 @@ def test_a_small_run_plans_through_the_general_path_and_a_large_one_generates_it
     assert sizes == [(2, False), (2, True), (2, True)]  # 2 records planned: general; 4 > 3: generated
     m = mapper("mirrored text", "email", "left-to-right", "latest")
     inp.mapper = m
+    inp.initial = False
+    inp.changed["left"] = {f"Q{j}": Record(id=f"Q{j}", values={"Email": f"q{j}@x.com"}, modified=T0) for j in range(3)}
+    plan_changes(inp, ("left",), done)
+    assert m.compiled.get(("plan", "left"), False) is False  # an incremental run: 3 records are not enough
+    inp.initial = True
     inp.changed["left"] = {f"P{j}": Record(id=f"P{j}", values={"Email": f"p{j}@x.com"}, modified=T0) for j in range(5)}
     plan_changes(inp, ("left",), done)
-    assert m.compiled.get(("plan", "left"), False) is not False  # a chunk of 5: generated at once
+    assert m.compiled.get(("plan", "left"), False) is not False  # a first run's chunk of 5: generated at once
