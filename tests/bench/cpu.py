@@ -24,6 +24,8 @@ Phases (the same code the engine runs, on the bench spec's 6 mapped fields of Bi
              (both: the least of 3 runs)
   links-read get_links of exec-match's links per 200 ids, by right id then by left id (what an echo or a
              no-op run reads back: each link twice), the least of 3 runs
+  links-update put_link_rows rewriting 2 % of exec-match's links in place, 100 per transaction (what a
+             1 % edit commits: rows spread over the table, each a page written), per link
 The sum is a lower bound of the sync's CPU per record (HTTP, threads and the report come on top).
 """
 
@@ -40,7 +42,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from tests.bench.cpu_exec import measure, read_links
+from tests.bench.cpu_exec import measure, read_links, update_links
 from tests.bench.harness import FIELDS
 
 # a one-way copy's local work: parse, plan, the executor's own (journal, encode inside it, links)
@@ -246,10 +248,13 @@ def main(argv: list[str] | None = None) -> int:
         # what an echo or no-op run reads back: each matched pair's link, by right and by left id
         results["links-read"] = min(read_links(str(Path(d) / "exec-match0.db"), _spec("two-way"), n=n)
                                     for _ in range(3))
+        # what a 1 % edit commits: links rewritten in place, spread over the table
+        results["links-update"] = min(update_links(str(Path(d) / f"exec-match{k}.db"), _spec("two-way"))
+                                      for k in range(len(runs)))
     print(f"CPU µs per record, N={n} ({len(writes)} creates, {sum(1 for o in echo_ops if o.kind != 'link')} ops on the echo)")
     for k, v in results.items():
-        print(f"  {k:<11} {v:7.1f}" + (f"  ({process[k]:.1f} process)" if k in process else ""))
-    print(f"  {'sum':<11} {sum(v for k, v in results.items() if k in _SUM):7.1f}  ({' + '.join(_SUM)})")
+        print(f"  {k:<12} {v:7.1f}" + (f"  ({process[k]:.1f} process)" if k in process else ""))
+    print(f"  {'sum':<12} {sum(v for k, v in results.items() if k in _SUM):7.1f}  ({' + '.join(_SUM)})")
     return 0
 
 
