@@ -16,7 +16,7 @@ transaction commit on their own. Every method returns fresh values (dicts/datacl
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -169,6 +169,10 @@ class StateStore(Protocol):
     # synced at ``synced_at``: what a sync commits per batch, without a Link value per row
     def put_link_rows(self, integration: str, module: str, rows: Iterable[LinkRow], *,
                       synced_at: datetime | None = None) -> None: ...
+    # ``put_link_rows`` of rows that most likely rewrite a link already there with the same two ids (the
+    # updates of a linked pair): the same result, cheaper where a store can rewrite a row in place
+    def update_link_rows(self, integration: str, module: str, rows: Sequence[LinkRow], *,
+                         synced_at: datetime | None = None) -> None: ...
     def delete_links(self, integration: str, module: str, *, side: str, ids: Iterable[str]) -> None: ...
     def forget_module(self, integration: str, module: str) -> None: ...  # links, cursors, journal
 

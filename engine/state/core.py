@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import operator
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from json.scanner import make_scanner
@@ -530,6 +530,11 @@ class SQLStore:
 
     def count_links(self, integration: str, module: str) -> int:
         return int(self._q1("SELECT COUNT(*) FROM links WHERE integration = ? AND module = ?", (integration, module))[0])
+
+    def update_link_rows(self, integration: str, module: str, rows: Sequence[Any], *,
+                         synced_at: datetime | None = None) -> None:
+        """``put_link_rows`` of rows that most likely rewrite links already there (same two ids)."""
+        self.put_link_rows(integration, module, rows, synced_at=synced_at)  # type: ignore[attr-defined]
 
     def delete_links(self, integration: str, module: str, *, side: str, ids: Iterable[str]) -> None:
         column = side_column(side)

@@ -417,6 +417,8 @@ class Executor:
         bad = [i for i, res in enumerate(results) if not res.ok]
         rows: list[LinkRow] = []  # the links to put, as rows: a sync puts one per record written
         put = rows.append
+        rewrites: list[LinkRow] = []  # the links of updated pairs (put first: a link op of the pair comes after)
+        rewrite = rewrites.append
         failures: list[Failure] = []
         unlink: dict[str, list[str]] = {"left": [], "right": []}
         now = _now(self.r.clock)
@@ -457,8 +459,10 @@ class Executor:
                     rid = res.id or ""
                 else:
                     lid = res.id or ""
-            else:
+            else:  # an update: its pair's link is most likely there already, with the same ids
                 updated[pair] = link
+                rewrite((lid, rid, link.left_values, link.right_values, link.left_hash, link.right_hash))
+                continue
             b = bases[i] if bases is not None else None
             if b is None:
                 put((lid, rid, link.left_values, link.right_values, link.left_hash, link.right_hash))
@@ -513,6 +517,8 @@ class Executor:
             for side in ("left", "right"):
                 if unlink[side]:
                     store.delete_links(name, module, side=side, ids=unlink[side])
+            if rewrites:
+                store.update_link_rows(name, module, rewrites, synced_at=now)
             if rows:
                 store.put_link_rows(name, module, rows, synced_at=now)
             for f in failures:

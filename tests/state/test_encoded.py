@@ -36,3 +36,29 @@ def test_a_journal_entry_given_as_text_reads_back_as_its_payload_in_order(store,
     assert store.journal_add_texts("i", "m", []) == []
     store.journal_done(ids[0])
     assert [e.id for e in store.journal_pending("i")] == [first, ids[1]]
+
+
+def _links(store):
+    return [(ln.left_id, ln.right_id, dict(ln.left_values), dict(ln.right_values), ln.left_hash)
+            for ln in store.iter_links("i", "m")]
+
+
+def test_rewriting_linked_pairs_gives_what_the_upsert_gives(store, clock):
+    store.put_link_rows("i", "m", [("l1", "r1", {"v": "1"}, {"v": "1"}, "", ""),
+                                   ("l2", "r2", {"v": "2"}, {"v": "2"}, "", ""),
+                                   ("l3", "r3", {"v": "3"}, {"v": "3"}, "", "")], synced_at=clock.now)
+    # the updates of linked pairs: the same two ids, new merge bases (as values or as their texts)
+    store.update_link_rows("i", "m", [("l1", "r1", {"v": "1b"}, encode_json({"w": "1b"}), "h1", ""),
+                                      ("l3", "r3", {"v": "3b"}, {"v": "3b"}, "", "")], synced_at=clock.now)
+    assert _links(store) == [("l1", "r1", {"v": "1b"}, {"w": "1b"}, "h1"), ("l2", "r2", {"v": "2"}, {"v": "2"}, ""),
+                             ("l3", "r3", {"v": "3b"}, {"v": "3b"}, "")]
+    assert store.get_link("i", "m", left_id="l1").synced_at == clock.now
+    # a batch with a row that finds no link of its two ids (a new pair, a relink of l2 to r3) is the upsert:
+    # l3's link gives way to l2's, as put_link_rows does
+    store.update_link_rows("i", "m", [("l1", "r1", {"v": "1c"}, {"v": "1c"}, "", ""),
+                                      ("l2", "r3", {"v": "2c"}, {"v": "2c"}, "", ""),
+                                      ("l4", "r4", {"v": "4"}, {"v": "4"}, "", "")])
+    assert _links(store) == [("l1", "r1", {"v": "1c"}, {"v": "1c"}, ""), ("l2", "r3", {"v": "2c"}, {"v": "2c"}, ""),
+                             ("l4", "r4", {"v": "4"}, {"v": "4"}, "")]
+    store.update_link_rows("i", "m", [])
+    assert len(_links(store)) == 3
