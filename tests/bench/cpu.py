@@ -24,8 +24,9 @@ Phases (the same code the engine runs, on the bench spec's 6 mapped fields of Bi
              (both: the least of 3 runs)
   links-read get_links of exec-match's links per 200 ids, by right id then by left id (what an echo or a
              no-op run reads back: each link twice), the least of 3 runs
-  links-update put_link_rows rewriting 2 % of exec-match's links in place, 100 per transaction (what a
-             1 % edit commits: rows spread over the table, each a page written), per link
+  links-update update_link_rows rewriting 2 % of exec-match's links in place, 100 per transaction (what
+             a 1 % edit commits: rows spread over the table, each a page written), per link
+  links-upsert the same through put_link_rows' upsert (delete + insert: both id indexes rewritten too)
 The sum is a lower bound of the sync's CPU per record (HTTP, threads and the report come on top).
 """
 
@@ -250,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
                                     for _ in range(3))
         # what a 1 % edit commits: links rewritten in place, spread over the table
         results["links-update"] = min(update_links(str(Path(d) / f"exec-match{k}.db"), _spec("two-way"))
+                                      for k in range(len(runs)))
+        results["links-upsert"] = min(update_links(str(Path(d) / f"exec-match{k}.db"), _spec("two-way"), upsert=True)
                                       for k in range(len(runs)))
     print(f"CPU µs per record, N={n} ({len(writes)} creates, {sum(1 for o in echo_ops if o.kind != 'link')} ops on the echo)")
     for k, v in results.items():

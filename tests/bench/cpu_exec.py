@@ -129,11 +129,11 @@ def read_links(db: str, integration: Any, *, n: int, page: int = PAGE) -> float:
         store.close()
 
 
-def update_links(db: str, integration: Any, *, share: float = 0.02, batch: int = 100) -> float:
+def update_links(db: str, integration: Any, *, share: float = 0.02, batch: int = 100, upsert: bool = False) -> float:
     """CPU µs per link of rewriting ``share`` of a state's links (new merge bases, same ids) with
-    ``put_link_rows``, ``batch`` per transaction, as the executor commits a 1 % edit's updates: the
-    rows sit at random places of the links table and its two indexes, so each costs page writes
-    (the WAL takes whole pages) rather than an append."""
+    ``update_link_rows`` (``upsert``: ``put_link_rows``), ``batch`` per transaction, as the
+    executor commits a 1 % edit's updates: the rows sit at random places of the links table, so each
+    costs page writes (the WAL takes whole pages) rather than an append."""
     import random
 
     from engine.state import open_store
@@ -146,8 +146,9 @@ def update_links(db: str, integration: Any, *, share: float = 0.02, batch: int =
         rows = [(ln.left_id, ln.right_id, {**ln.left_values, "Title": "Edited"}, {**ln.right_values, "Title": "Edited"},
                  ln.left_hash, ln.right_hash) for ln in picked]
         t = time.process_time()
+        put = store.put_link_rows if upsert else store.update_link_rows
         for i in range(0, len(rows), batch):
-            store.put_link_rows(name, module, rows[i:i + batch])
+            put(name, module, rows[i:i + batch])
         return (time.process_time() - t) / len(rows) * 1e6
     finally:
         store.close()
