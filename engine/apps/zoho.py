@@ -323,13 +323,7 @@ class ZohoClient(ClientBase):
     def _result(self, item: Any, given_id: str | None, module: str, op: str) -> WriteResult:
         if not isinstance(item, dict):
             raise self.protocol(module, op, "a data[] item is not an object")
-        details = item.get("details")
-        if details.__class__ is dict and item.get("status") == "success":  # the common case, directly
-            rid, code, message = details.get("id", given_id), item.get("code"), item.get("message")
-            return WriteResult(True, rid if rid.__class__ is str else (str(rid) if rid is not None else None),
-                               code if code.__class__ is str else str(code or ""),
-                               message if message.__class__ is str else str(message or ""), None, False,
-                               parse_time(details.get("Modified_Time")), details)
+        details = item.get("details")  # the usual success was read by _results already
         details = details if isinstance(details, dict) else {}
         code = str(item.get("code") or "")
         message = str(item.get("message") or "")
