@@ -455,6 +455,7 @@ class ModuleRun:
         # linked records are indexed too: a new record matching one is ALREADY_LINKED, never a duplicate
         ws.begin_read("right")
         unlinked_right = False
+        unchanged = self._unchanged_right(ws, full)
         for page in ([] if skip["right"] else self._pages("right", since)):
             recent: list[Record] = []
             older: list[Record] = []
@@ -464,6 +465,8 @@ class ModuleRun:
             rlinks = self.store.get_links(self.name, self.module.name, side="right",
                                           ids=[r.id for r in page]) if page else {}
             unlinked_right = unlinked_right or any(r.id not in rlinks for r in page)
+            if unchanged is not None and rlinks:
+                recent = unchanged(recent, rlinks)
             ws.add("right", recent, rlinks, changed=True)
             if older:
                 ws.add("right", older, rlinks)
@@ -526,6 +529,37 @@ class ModuleRun:
             _add(buffer, _plan(inp, ("right",), ws.done))
             ws.after_page()
         buffer.flush()
+
+    def _unchanged_right(self, ws: Workset, full: bool) -> Callable[[list[Record], Mapping[str, Link]], list[Record]] | None:
+        """An incremental run's filter of the right side's changed records: it leaves out each one that
+        still holds its merge base (the echo of our own writes to the right), so the run does not hold
+        them while the left side is planned. Planning such a record gives nothing, alone or with its
+        left partner (the partner is merged with the link's base, which is what the record holds), as
+        for any linked record that did not change. Kept: records of a failure (their retry), a record
+        whose link's left base holds a field the mapping no longer reads (planning refreshes that link),
+        one read again after a changed copy of it (the later read replaces it), and every record of a
+        full read, or of a module whose new left records are not looked up on the right (there, held
+        right records are the only match candidates). None: keep every record."""
+        m = self.m
+        if full or (self.module.match and not m.flows["left"]):
+            return None
+        snapshot = m.snapshot
+        left_names = frozenset(m.fields("left"))
+        keep = self.store.failing_ids(self.name, self.module.name).get("right", set())
+
+        def held(recs: list[Record], links: Mapping[str, Link]) -> list[Record]:
+            drop = set()
+            for rec in recs:
+                ln = links.get(rec.id)
+                if ln is not None and snapshot("right", rec.values) == ln.right_values \
+                        and ln.left_values.keys() <= left_names and rec.id not in keep:
+                    drop.add(rec.id)
+            if not drop:
+                return recs
+            drop -= drop.difference(ws.missing_changed("right", drop))  # read again: replaces the held copy
+            return [rec for rec in recs if rec.id not in drop] if drop else recs
+
+        return held
 
     def cancellations(self, page: list[Record]) -> list[Record]:
         """Bookings: a cancelled appointment is a delete of the left record (per ``on_delete``)."""
