@@ -531,6 +531,10 @@ class SQLStore:
     def count_links(self, integration: str, module: str) -> int:
         return int(self._q1("SELECT COUNT(*) FROM links WHERE integration = ? AND module = ?", (integration, module))[0])
 
+    def has_links(self, integration: str, module: str) -> bool:
+        """Whether ``module`` has any link (one index probe, where ``count_links`` reads them all)."""
+        return self._q1("SELECT 1 FROM links WHERE integration = ? AND module = ? LIMIT 1", (integration, module)) is not None
+
     def update_link_rows(self, integration: str, module: str, rows: Sequence[Any], *,
                          synced_at: datetime | None = None) -> None:
         """``put_link_rows`` of rows that most likely rewrite links already there (same two ids)."""

@@ -453,6 +453,9 @@ class ModuleRun:
         self.ahead = None if skip["left"] else _ReadAhead(self._pages("left", since), limit=READ_AHEAD)
         # the right side, in full (its changes since the cursor), with the links of its records;
         # linked records are indexed too: a new record matching one is ALREADY_LINKED, never a duplicate
+        # a module with no link yet (a first run) has none to read for its pages: a link made by this run
+        # is one of a record planned already (``ws.done``), which a page read again never plans twice
+        linked = self.store.has_links(self.name, self.module.name)
         ws.begin_read("right")
         unlinked_right = False
         unchanged = self._unchanged_right(ws, full)
@@ -463,7 +466,7 @@ class ModuleRun:
                 (older if floor is not None and rec.created is not None and rec.created < floor else recent).append(rec)
             self._seen("right", page)
             rlinks = self.store.get_links(self.name, self.module.name, side="right",
-                                          ids=[r.id for r in page]) if page else {}
+                                          ids=[r.id for r in page]) if page and linked else {}
             unlinked_right = unlinked_right or any(r.id not in rlinks for r in page)
             if unchanged is not None and rlinks:
                 recent = unchanged(recent, rlinks)
@@ -491,7 +494,8 @@ class ModuleRun:
         for page in _chain(pages, [extra] if extra else []):
             page = self.cancellations(page)
             self._seen("left", page)
-            llinks = self.store.get_links(self.name, self.module.name, side="left", ids=[r.id for r in page])
+            llinks = self.store.get_links(self.name, self.module.name, side="left", ids=[r.id for r in page]) \
+                if linked else {}
             if unlinked_right:  # only unlinked right records can still match a left one: else keep memory flat
                 ws.add("left", page, llinks)
             read = len(page)

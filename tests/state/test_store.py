@@ -183,6 +183,15 @@ def test_links_by_either_side(store):
         store.get_link("i", "contacts")
 
 
+def test_has_links_per_integration_and_module(store):
+    assert not store.has_links("i", "contacts")
+    store.put_links("i", "contacts", [Link("l1", "r1")])
+    assert store.has_links("i", "contacts")
+    assert not store.has_links("i", "accounts") and not store.has_links("j", "contacts")
+    store.delete_links("i", "contacts", side="left", ids=["l1"])
+    assert not store.has_links("i", "contacts")
+
+
 def test_get_links_handles_more_ids_than_one_query_takes(store):
     store.put_links("i", "m", [Link(f"l{n}", f"r{n}") for n in range(1500)])
     assert store.count_links("i", "m") == 1500
