@@ -38,7 +38,7 @@ from engine.errors import AppError
 from engine.spec.model import Integration, Module
 from engine.state.base import JournalEntry, Link, RunRecord, StateStore
 from engine.sync.mapping import CONFLICT_SKIPPED, ModuleMapper, other
-from engine.sync.plan import TOMBSTONE, Op, PlanInput, plan_changes, plan_deletes, probe_values
+from engine.sync.plan import TOMBSTONE, Op, PlanInput, plan_changes, plan_deletes, probe_values, right_at_base
 from engine.sync.executor import BATCH, Executor, _Buffer, _now, journal_source_values
 from engine.sync.spill import Workset
 from engine.sync.report import ModuleReport, SyncReport
@@ -469,7 +469,7 @@ class ModuleRun:
                                           ids=[r.id for r in page]) if page and linked else {}
             unlinked_right = unlinked_right or any(r.id not in rlinks for r in page)
             if unchanged is not None and rlinks:
-                recent = unchanged(recent, rlinks)
+                recent, rlinks = unchanged(recent, rlinks)
             ws.add("right", recent, rlinks, changed=True)
             if older:
                 ws.add("right", older, rlinks)
@@ -534,34 +534,34 @@ class ModuleRun:
             ws.after_page()
         buffer.flush()
 
-    def _unchanged_right(self, ws: Workset, full: bool) -> Callable[[list[Record], Mapping[str, Link]], list[Record]] | None:
-        """An incremental run's filter of the right side's changed records: it leaves out each one that
-        still holds its merge base (the echo of our own writes to the right), so the run does not hold
-        them while the left side is planned. Planning such a record gives nothing, alone or with its
-        left partner (the partner is merged with the link's base, which is what the record holds), as
-        for any linked record that did not change. Kept: records of a failure (their retry), a record
-        whose link's left base holds a field the mapping no longer reads (planning refreshes that link),
-        one read again after a changed copy of it (the later read replaces it), and every record of a
-        full read, or of a module whose new left records are not looked up on the right (there, held
-        right records are the only match candidates). None: keep every record."""
+    def _unchanged_right(self, ws: Workset, full: bool) -> Callable[..., tuple[list[Record], Mapping[str, Link]]] | None:
+        """An incremental run's filter of the right side's changed records and their links: it leaves
+        out each record that still holds its merge base (``right_at_base``: the echo of our own writes
+        to the right) and its link, so the run does not hold them while the left side is planned.
+        Planning such a record gives nothing, alone or with its left partner (the partner is merged
+        with the link's base, which is what the record holds), as for any linked record that did not
+        change; a new left record that matches it finds it by the search, as it finds any unchanged
+        one. Kept: records of a failure (their retry), one read again after a changed copy of it (the
+        later read replaces it), and every record of a full read, or of a module whose new left records
+        are not looked up on the right (there, held right records are the only match candidates).
+        None: keep every record."""
         m = self.m
         if full or (self.module.match and not m.flows["left"]):
             return None
-        snapshot = m.snapshot
         left_names = frozenset(m.fields("left"))
         keep = self.store.failing_ids(self.name, self.module.name).get("right", set())
 
-        def held(recs: list[Record], links: Mapping[str, Link]) -> list[Record]:
+        def held(recs: list[Record], links: Mapping[str, Link]) -> tuple[list[Record], Mapping[str, Link]]:
             drop = set()
             for rec in recs:
                 ln = links.get(rec.id)
-                if ln is not None and snapshot("right", rec.values) == ln.right_values \
-                        and ln.left_values.keys() <= left_names and rec.id not in keep:
+                if ln is not None and rec.id not in keep and right_at_base(m, rec.values, ln, left_names):
                     drop.add(rec.id)
+            if drop:
+                drop -= drop.difference(ws.missing_changed("right", drop))  # read again: replaces the held copy
             if not drop:
-                return recs
-            drop -= drop.difference(ws.missing_changed("right", drop))  # read again: replaces the held copy
-            return [rec for rec in recs if rec.id not in drop] if drop else recs
+                return recs, links
+            return [r for r in recs if r.id not in drop], {k: v for k, v in links.items() if k not in drop}
 
         return held
 

@@ -214,6 +214,15 @@ def _probers(mapper: ModuleMapper, side: str) -> tuple[tuple[str, Any], ...]:
     return got
 
 
+def right_at_base(m: ModuleMapper, values: Mapping[str, Any], link: Link, left_names: frozenset[str]) -> bool:
+    """Whether a linked right record holds its link's merge base (every field the module reads on the
+    right) while the link's left base holds no field the mapping stopped reading (``left_names``: the
+    fields it reads on the left). Planning such a record gives no op, and a left partner planned
+    without it gets the ops it gets beside it (``_merge`` takes the base for the record's values):
+    tests/sync/test_plan_compiled.py checks both, property-style."""
+    return m.snapshot("right", values) == link.right_values and link.left_values.keys() <= left_names
+
+
 def probe_values(mapper: ModuleMapper, side: str, values: Mapping[str, Any]) -> list[str]:
     """Normalised match-key values of a record of ``side``, in the order of the module's keys."""
     get = values.get

@@ -11,16 +11,23 @@ from tests.sync.conftest import contacts_module, make_integration
 from tests.sync.test_engine import bigin, desk, seed
 
 
+class Held(list):
+    links: list[str]
+
+
 @pytest.fixture
 def held(monkeypatch):
-    """The ids of the right side's changed records each run hands to its working set."""
-    got: list[str] = []
+    """The ids of the right side's changed records each run hands to its working set (``.links``: the
+    right ids of the links handed with them)."""
+    got = Held()
+    got.links = []
     add = Workset.add
 
     def spy(self, side, recs, links=None, *, changed=False):
         recs = list(recs)
         if side == "right" and changed:
             got.extend(r.id for r in recs)
+            got.links.extend(links or {})
         return add(self, side, recs, links, changed=changed)
 
     monkeypatch.setattr(Workset, "add", spy)
@@ -33,6 +40,7 @@ def test_echo_of_our_writes_is_not_held_and_edits_cross_both_ways(sync, apps, st
     seed(right, "Contacts", 20, bigin, start=1000)
     assert sync().ok  # 60 created on the right, 20 on the left: the right's changed feed now holds 60 echoes
     held.clear()
+    held.links.clear()
     links = {ln.left_id: ln.right_id for ln in store.iter_links("desk-bigin", "contacts")}
     # a left edit whose right partner comes back as an echo in the same run, and a right edit
     left.edit("contacts", lids[0], firstName="LeftEdit")
@@ -41,6 +49,7 @@ def test_echo_of_our_writes_is_not_held_and_edits_cross_both_ways(sync, apps, st
     rep = sync()
     assert rep.ok and rep.total("conflicts") == 0
     assert held == [rid]  # only the record that changed on the right is held; the echoes are not
+    assert held.links == [rid]  # nor their links
     assert right.all("Contacts")[links[lids[0]]]["First_Name"] == "LeftEdit"
     assert left.all("contacts")[lids[1]]["lastName"] == "RightEdit"
     assert sync().writes == 0

@@ -22,7 +22,7 @@ from engine.apps.base import Record
 from engine.spec.model import FieldMap, Integration, IntegrationSide, MatchKey, Module
 from engine.state.base import Link
 from engine.sync.mapping import ModuleMapper
-from engine.sync.plan import MatchIndex, PlanInput, compiled_planner, plan_changes
+from engine.sync.plan import MatchIndex, PlanInput, compiled_planner, plan_changes, right_at_base
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -293,3 +293,24 @@ def test_a_small_run_plans_through_the_general_path_and_a_large_one_generates_it
     inp.changed["left"] = {f"P{j}": Record(id=f"P{j}", values={"Email": f"p{j}@x.com"}, modified=T0) for j in range(5)}
     plan_changes(inp, ("left",), done)
     assert m.compiled.get(("plan", "left"), False) is not False  # a first run's chunk of 5: generated at once
+
+
+@pytest.mark.parametrize("direction,conflict", [("two-way", "latest"), ("two-way", "skip"), ("two-way", "right-wins"),
+                                                ("left-to-right", "latest")])
+@pytest.mark.parametrize("compiled", [True, False])
+def test_right_records_at_their_base_plan_nothing_with_or_without_their_partner(direction, conflict, compiled):
+    """What lets an incremental run leave such records out of its working set (``right_at_base``): the
+    ops are the same when the right side's changes hold them and when they do not."""
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(scenario(direction, conflict))
+    def check(sc):
+        cfg, recs, links, changed, deleted, preset, chunk = sc
+        m, records, inp = build(cfg, recs, links, changed, deleted, preset)
+        left_names = frozenset(m.fields("left"))
+        at_base = {i for i in changed["right"]
+                   if (ln := inp.links["right"].get(i)) is not None
+                   and right_at_base(m, records["right"][i].values, ln, left_names)}
+        without = {**changed, "right": [i for i in changed["right"] if i not in at_base]}
+        assert run(compiled, *sc)[0] == run(compiled, cfg, recs, links, without, deleted, preset, chunk)[0]
+
+    check()
