@@ -544,12 +544,13 @@ class ModuleRun:
         one. Kept: records of a failure (their retry), one read again after a changed copy of it (the
         later read replaces it), and every record of a full read, or of a module whose new left records
         are not looked up on the right (there, held right records are the only match candidates).
-        None: keep every record."""
+        None: keep every record (also when the store cannot tell which records are failing)."""
         m = self.m
-        if full or (self.module.match and not m.flows["left"]):
+        failing = self.ex._failing()  # read once per module run, shared with the executor
+        if full or failing is None or (self.module.match and not m.flows["left"]):
             return None
         left_names = frozenset(m.fields("left"))
-        keep = self.store.failing_ids(self.name, self.module.name).get("right", set())
+        keep = failing.get("right", set())
 
         def held(recs: list[Record], links: Mapping[str, Link]) -> tuple[list[Record], Mapping[str, Link]]:
             drop = set()
@@ -557,8 +558,8 @@ class ModuleRun:
                 ln = links.get(rec.id)
                 if ln is not None and rec.id not in keep and right_at_base(m, rec.values, ln, left_names):
                     drop.add(rec.id)
-            if drop:
-                drop -= drop.difference(ws.missing_changed("right", drop))  # read again: replaces the held copy
+            if drop:  # a record read again replaces its held copy: only those not held yet are left out
+                drop.intersection_update(ws.missing_changed("right", drop))
             if not drop:
                 return recs, links
             return [r for r in recs if r.id not in drop], {k: v for k, v in links.items() if k not in drop}
