@@ -295,6 +295,8 @@ def _synced_ids(ops: list[Op], writes: list[Op], results: list[WriteResult], bad
             right.append(op.source_id or "")
     for op in ops:
         if op.kind == "link":
+            if op.pair and op.pair in failed_pairs:  # a matched pair whose write failed is not linked
+                continue
             resolved[op.side].append(op.source_id or "")
             link = op.link
             if op.code != "refresh" and link is not None:  # linked: neither side is failing any more
@@ -423,7 +425,8 @@ class Executor:
         unlink: dict[str, list[str]] = {"left": [], "right": []}
         now = _now(self.r.clock)
         # a pair commits its link once, after its first write that landed, and never when one of its writes failed
-        done_pairs: set[str] = {p for p in (writes[i].pair for i in bad) if p}
+        failed_pairs: set[str] = {p for p in (writes[i].pair for i in bad) if p}
+        done_pairs = set(failed_pairs)
         updated: dict[str, Any] = {}  # pair -> the link an update of it put (a matched pair's link op carries it too)
         if writes:
             counted: dict[tuple[str, str, str], int] = {}
@@ -493,6 +496,11 @@ class Executor:
                     code = op.code
                     if code == "refresh":
                         counts[("link", op.target)] -= 1
+                    elif failed_pairs and op.pair in failed_pairs:
+                        # a first match whose write was refused: not linked, so its failure stays and
+                        # the retry matches it again (its merge base would say the write landed)
+                        counts[("link", op.target)] -= 1
+                        continue
                     link = op.link
                     if updated.get(op.pair) is not link:  # else an update of the pair put this very link
                         put((link.left_id, link.right_id, link.left_values, link.right_values,  # type: ignore[union-attr]
@@ -510,7 +518,8 @@ class Executor:
                                             message=op.message, first_seen=now, last_seen=now))
             counted = {(kind, kind, target): n for (kind, target), n in counts.items() if n and kind not in _WRITES}
             if counted:
-                self._tally(counted, ops, lambda i: not (ops[i].kind == "link" and ops[i].code == "refresh"))
+                self._tally(counted, ops, lambda i: not (ops[i].kind == "link" and (
+                    ops[i].code == "refresh" or (failed_pairs and ops[i].pair in failed_pairs))))
         failing = self._failing()
         store, name, module = self.store, self.name, self.module.name
         with store.transaction():
