@@ -12,6 +12,8 @@ Phases (the same code the engine runs, on the bench spec's 6 mapped fields of Bi
   plan-new   plan_changes of an initial one-way copy (every record a create)
   plan-match plan_changes of an initial two-way run where every left record matches a right one
   plan-echo  plan_changes of linked records read back unchanged (the echo / no-op path)
+  plan-edit  plan_changes of linked records edited in one field on the left, their partners unchanged
+             (the 1 % edits: an update of the right per record)
              (the plan phases: the least of 3 runs, each with a mapper made beforehand, as a module run
              makes one, and under a sync run's collector settings, engine.sync._collector_for_a_run)
   encode     the write bodies (json.dumps of {"data": [...]} per 100)
@@ -209,6 +211,15 @@ def main(argv: list[str] | None = None) -> int:
         linkmap["left"][lrec.id] = lk
         linkmap["right"][rrec.id] = lk
     echo_ops = least_of_3("plan-echo", lambda: mapper("two-way"), lambda m: plan(m, matched, linkmap))
+    # a 1 % edit's pairs: each left record edited in one field since its link, its partner unchanged
+    # (not read by the run): one update of the right per record
+    edited = [Record(id=r.id, values={**r.values, "Title": f"{r.values.get('Title') or ''} (edited)"},
+                     modified=r.modified) for r in left]
+    kept_left = left
+    left = edited
+    edit_ops = least_of_3("plan-edit", lambda: mapper("two-way"), lambda m: plan(m, [], linkmap))
+    left = kept_left
+    assert sum(1 for o in edit_ops if o.kind == "update") == n, "plan-edit: one update per edited record"
     writes = [o for o in ops if o.kind == "create"]
     timed("encode", lambda: [json.dumps({"data": [dict(o.values) for o in writes[i:i + 100]], "trigger": []})
                              for i in range(0, len(writes), 100)])

@@ -119,6 +119,13 @@ def run(root: str, state_url: str, name: str, *, profile: str | None = None,
             # column), not work per record; it is large here because PYTHONDONTWRITEBYTECODE compiles
             # them from source in every process
             import engine.sync.engine  # noqa: F401
+            # so are the apps' field catalogs (read from the package once per process, then cached) and
+            # the IDNA codec the HTTP stack imports at a process's first request
+            from engine.catalog import catalog
+
+            for app in {integ.left.app, integ.right.app}:
+                catalog(app)
+            "localhost".encode("idna")
 
             before_mods = set(sys.modules)
             tcpu0 = transport_cpu() if transport_cpu else 0.0
