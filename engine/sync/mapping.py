@@ -497,9 +497,17 @@ class ModuleMapper:
     def changed_fields(self, side: str, now: Mapping[str, Any], base: Mapping[str, Any] | None) -> set[str]:
         if base is None:
             return set(self.fields(side))
-        same = self.same
-        return {n for n in self._fields.get(side) or self.fields(side)
-                if not same(side, n, now.get(n), base.get(n))}
+        out: set[str] = set()
+        now_get, base_get = now.get, base.get
+        cmp = self._cmp
+        for n in self._fields.get(side) or self.fields(side):
+            a, b = now_get(n), base_get(n)
+            if a == b:  # most fields of a changed record: equal values, no normalising (as ``same``)
+                continue
+            norm = cmp.get((side, n)) or self._comparer(side, n)
+            if norm(a) != norm(b):
+                out.add(n)
+        return out
 
     # -- render --
     def applies(self, fl: Flow, src_values: Mapping[str, Any]) -> bool:

@@ -641,10 +641,11 @@ def plan_deletes(mapper: ModuleMapper, deleted: Mapping[str, Iterable[str]], lin
 # the mapping (source built below and exec'd): the checks of ``_plan_record``, the match-key probe, the
 # rendering, the comparison with the merge base and the op in one pass, field by field, with no call
 # per field. It covers the common cases: a create (no link, no candidate), a linked record whose two
-# sides still hold their merge base (the echo of our writes, an unchanged rerun) and a first match
-# whose records agree on every mapped field. Any other record (a conflict, a change to copy, a
-# tombstone, a value that does not convert, an ambiguous or claimed candidate, a missing mandatory
-# field...) is handed to ``_plan_record`` with nothing changed yet, so it gets exactly the ops of the
+# sides still hold their merge base (the echo of our writes, an unchanged rerun), a linked record
+# edited on its side alone (its partner not read: the update of the fields that changed, a 1 % edit)
+# and a first match whose records agree on every mapped field. Any other record (a conflict, a change
+# on both sides, a tombstone, a value that does not convert, an ambiguous or claimed candidate, a
+# missing mandatory field...) is handed to ``_plan_record`` with nothing changed yet, so it gets exactly the ops of the
 # general path (checked property-style in tests/sync/test_plan_compiled.py). A module with a parent
 # reference or a field written by two flows takes the general path for every record.
 
@@ -731,6 +732,82 @@ except KeyError:
         else:
             add(f"{var} = convert({s!r}, {s_name!r}, {t_name!r}, {var}, {flc})")
 
+    # a linked record changed on this side alone (its partner not read in this run): as _merge of it,
+    # the flows whose source fields changed rendered and compared with the partner's merge base (what
+    # the partner holds); the update of those that differ, or the merge base refreshed when none does
+    edit_ok = flat[side] is not None and all(e[1] in pos[osd] for e in flat[side])
+
+    def edit_source() -> str:
+        """``edit(i, p, ts, tb, ob, append)``: the ops of record ``i`` (field values ``ts``, its merge base
+        ``tb``) whose partner ``p`` holds its merge base ``ob``; compiled at a run's first edit (a
+        first sync has none). Raises KeyError / MapError for the general path."""
+        fs_o = const("FS", m.field_set(osd))
+        lid, rid_ = ("i", "p") if side == "left" else ("p", "i")
+        lvals, rvals = ("ts", "to") if side == "left" else ("to", "ts")
+        kept, src.lines, src.depth = src.lines, [], 0
+        add("def edit(i, p, ts, tb, ob, append):")
+        src.depth = 1
+        add(f"to = G_{osd}(ob)")
+        add(f"({''.join(f'f{k}, ' for k in range(len(names[side])))}) = ts")
+        add(f"({''.join(f'b{k}, ' for k in range(len(names[side])))}) = tb")
+        add(f"({''.join(f'o{k}, ' for k in range(len(names[osd])))}) = to")
+        add("w = None")
+        groups: list[list[Any]] = []  # the flat entries of each flow, in the flows' order
+        for entry in flat[side]:
+            if groups and groups[-1][0][3] is entry[3]:
+                groups[-1].append(entry)
+            else:
+                groups.append([entry])
+        flags: dict[str, str] = {}
+        for group in groups:  # a flow is rendered when one of its source fields changed (as render_into)
+            for s_name in dict.fromkeys(e[0] for e in group):
+                if s_name in flags:
+                    continue
+                k = pos[side][s_name]
+                nc = const("CMP", m._cmp.get((side, s_name)) or m._comparer(side, s_name))
+                flags[s_name] = f"c{k}"
+                add(f"c{k} = not (f{k} == b{k} or {nc}(f{k}) == {nc}(b{k}))")
+            add(f"if {' or '.join(flags[n] for n in dict.fromkeys(e[0] for e in group))}:")
+            src.depth += 1
+            for entry in group:
+                t_name = entry[1]
+                nc = const("CMP", m._cmp.get((osd, t_name)) or m._comparer(osd, t_name))
+                rendered(side, entry, "v")
+                add(f"c = {val(osd, t_name)}")
+                add(f"if not (v == c or {nc}(v) == {nc}(c)):")
+                add("    if w is None:")
+                add("        w = {}")
+                add(f"    w[{t_name!r}] = v")
+            src.depth -= 1
+        add(f"lid = {lid}")
+        add(f"rid_ = {rid_}")
+        add("if w is None:  # nothing to write: the new merge base of this side (what it holds now)")
+        add(f"    lk = new_link(lid, rid_, dict(zip(N_left, {lvals})), dict(zip(N_right, {rvals})))")
+        add("    append(new_op('link', 'right', lid, rid_, {}, (), 'refresh', '', lk, f'pair:{lid}:{rid_}'))")
+        add("    return")
+        add(f"nb = dict(zip(N_{osd}, to))")
+        add("for k, v in w.items():")
+        add(f"    if k in {fs_o}:")
+        add("        nb[k] = v")
+        if side == "left":
+            add("lk = new_link(lid, rid_, dict(zip(N_left, ts)), nb)")
+        else:
+            add("lk = new_link(lid, rid_, nb, dict(zip(N_right, ts)))")
+        add(f"append(new_op('update', {osd!r}, i, p, w, (), '', '', lk, f'pair:{{lid}}:{{rid_}}'))")
+        code = "\n".join(src.lines) + "\n"
+        src.lines, src.depth = kept, 0
+        return code
+
+    if edit_ok:
+        edit_code = edit_source()
+
+        def edit(*args: Any) -> None:  # the first edit compiles the generated one, which replaces this
+            exec(compile(edit_code, f"<plan {m.module.name} {side} edit>", "exec"), ns)  # noqa: S102 - built above
+            ns["edit"].source = edit_code
+            ns["edit"](*args)
+
+        ns["edit"] = edit
+
     keys = [(getattr(k, side), getattr(k, osd)) for k in m.module.match]
     probers = _probers(m, side)
     add("def plan_side(inp, recs, done, ops):")
@@ -790,13 +867,23 @@ if link is not None:
         b = link.{side}_values
         ob = link.{osd}_values
         try:
-            if not part and len(b) == {len(names[side])} and len(ob) == {len(names[osd])} and ts == G_{side}(b):
-                if prec is None:
-                    G_{osd}(ob)  # every field in the base (else its snapshot differs from it)
-                    continue
-                if G_{osd}(prec.values) == G_{osd}(ob):
-                    continue
-        except KeyError:
+            if not part and len(b) == {len(names[side])} and len(ob) == {len(names[osd])}:
+                tb = G_{side}(b)
+                if ts == tb:
+                    if prec is None:
+                        G_{osd}(ob)  # every field in the base (else its snapshot differs from it)
+                        continue
+                    if G_{osd}(prec.values) == G_{osd}(ob):
+                        continue
+""")
+    src.depth = 6
+    if edit_ok:
+        add("elif prec is None:")
+        add("    edit(i, p, ts, tb, ob, append)")
+        add("    continue")
+    src.depth = 2
+    src.block(f"""
+        except (KeyError, MapError):
             pass
     extend(slow(inp, {side!r}, rec, done))
     continue

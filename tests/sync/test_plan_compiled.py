@@ -2,7 +2,7 @@
 
 Property-style: random Bigin and CRM contacts (text, e-mail, phone, number, date-time and picklist
 values, well-formed or not, missing or empty), links whose merge base is or is not what the records
-hold, tombstones, deleted records, duplicates in the match index, records already claimed or found
+hold (or is but for one field: an edit since), tombstones, deleted records, duplicates in the match index, records already claimed or found
 ambiguous, under every direction, conflict policy and several shapes of mapping (mirrored text fields,
 converted fields, value maps, a one-way field, a field written twice, a name split). Both paths plan
 the same chunks from equal copies of the input; their ops (compared with their dicts' order) and the
@@ -109,7 +109,8 @@ def scenario(draw, direction=None, conflict=None):
                           unique_by=(lambda p: p[0], lambda p: p[1])))
     links = []
     for li, ri in pairs:
-        how = draw(st.sampled_from(["snapshot", "snapshot", "random", "tombstone", "partial", "extra"]))
+        how = draw(st.sampled_from(["snapshot", "snapshot", "random", "tombstone", "partial", "extra",
+                                    "edited", "edited"]))
         links.append((li, ri, how, draw(values()), draw(values())))
     changed = {s: draw(st.lists(st.sampled_from(IDS[s]), unique=True)) for s in ("left", "right")}
     deleted = {s: set(draw(st.lists(st.sampled_from(IDS[s]), max_size=2))) for s in ("left", "right")}
@@ -133,6 +134,14 @@ def build(cfg, recs, links, changed, deleted, preset):
         elif how == "extra":  # a base holding a field the mapping no longer reads
             link = Link(li, ri, {**m.snapshot("left", records["left"][li].values), "Gone": 1},
                         m.snapshot("right", records["right"][ri].values))
+        elif how == "edited":  # the records' base but for one field of each (a 1 % edit: changed since)
+            lb = m.snapshot("left", records["left"][li].values)
+            rb = m.snapshot("right", records["right"][ri].values)
+            for base, other_values in ((lb, lv), (rb, rv)):
+                name = sorted(base)[len(other_values) % len(base)] if base else None
+                if name is not None:
+                    base[name] = other_values.get(name)
+            link = Link(li, ri, lb, rb)
         elif how == "tombstone":
             link = Link(li, "~" + ri, {}, {})
         else:
@@ -209,6 +218,37 @@ def test_a_plain_copy_a_first_match_and_an_echo_are_planned_by_the_generated_cod
     assert [(o.kind, o.target, o.source_id) for o in ops] == [("create", "right", "L1"), ("link", "right", "L2")]
     assert ops[0].values == {k: v for k, v in new.values.items() if v} and ops[0].keys == (("Email", "new@x.com"),)
     assert ops[1].link.right_values["Phone"] == "1 (555) 0100"  # same digits: linked as they are, nothing written
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_an_edit_on_one_side_is_planned_by_the_generated_code_alone(monkeypatch, side):
+    """A linked record edited since its link, its partner not read: the update of the fields that
+    changed (a change of white space alone refreshes the merge base), no call to the general path."""
+    import engine.sync.plan as plan
+
+    m = mapper("mirrored text", "email", "two-way", "latest")
+    calls = []
+    real = plan._plan_record
+    monkeypatch.setattr(plan, "_plan_record", lambda *a: calls.append(a[2].id) or real(*a))
+    plan.compiled_planner(m, side)
+    osd = "right" if side == "left" else "left"
+    base = {"First_Name": "Ann", "Last_Name": "Lee", "Email": "a@x.com", "Phone": "+1 555 0100", "Mobile": None,
+            "Title": "CEO"}
+    ids = {"left": ("L1", "L2"), "right": ("R1", "R2")}
+    links = [Link("L1", "R1", dict(base), dict(base)), Link("L2", "R2", dict(base), dict(base))]
+    edited = Record(id=ids[side][0], values=dict(base, Title="CTO", Phone="1 (555) 0100"), modified=T0)  # same digits
+    spaced = Record(id=ids[side][1], values=dict(base, Last_Name="Lee "), modified=T0)
+    inp = PlanInput(mapper=m, changed={side: {r.id: r for r in (edited, spaced)}, osd: {}},
+                    links={s: {getattr(ln, f"{s}_id"): ln for ln in links} for s in ("left", "right")},
+                    index={"left": MatchIndex(m, "left"), "right": MatchIndex(m, "right")})
+    ops = plan_changes(inp, (side,))
+    assert calls == []
+    assert [(o.kind, o.target, o.source_id, o.target_id, o.code) for o in ops] == [
+        ("update", osd, ids[side][0], ids[osd][0], ""), ("link", "right", "L2", "R2", "refresh")]
+    assert ops[0].values == {"Title": "CTO"}
+    assert getattr(ops[0].link, f"{osd}_values") == dict(base, Title="CTO")
+    assert getattr(ops[0].link, f"{side}_values") == dict(base, Title="CTO", Phone="1 (555) 0100")
+    assert getattr(ops[1].link, f"{side}_values")["Last_Name"] == "Lee "
 
 
 @pytest.mark.parametrize("conflict", ["latest", "left-wins", "right-wins", "skip"])
