@@ -139,6 +139,28 @@ class MatchIndex:
                 else:
                     idx[v] = [hits, rid]
 
+    def key_values(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The normalised match-key values of a record's ``values`` (one per key), for ``add_keyed``."""
+        get = values.get
+        return tuple(norm(get(name)) for name, norm, _ in self._norm)
+
+    def add_keyed(self, rid: str, keys: tuple[Any, ...], stored: Any) -> None:
+        """``add`` of a record held as ``stored`` whose ``key_values`` were read while it was at hand."""
+        if rid in self.records:
+            return
+        if self._pending:
+            self._key_pending()
+        self.records[rid] = stored
+        for v, (_, _, idx) in zip(keys, self._norm):
+            if v:
+                hits = idx.get(v)
+                if hits is None:
+                    idx[v] = rid
+                elif hits.__class__ is list:
+                    hits.append(rid)
+                else:
+                    idx[v] = [hits, rid]
+
     def add_all(self, recs: Iterable[Record]) -> None:
         """``add`` of each record (kept as itself), in one loop; their keys are read when first needed."""
         records = self.records

@@ -127,24 +127,19 @@ class _Packer:
         self.shapes: dict[tuple[str, ...], int] = {}
         self.keys: list[tuple[str, ...]] = []
         self.size = 0  # bytes packed so far (an estimate of what the packed forms hold)
-        # the last times met, both ways (apps stamp whole seconds: records of one batch share them)
-        self._us: dict[datetime, int] = {}
+        # the last times met (apps stamp whole seconds: records of one batch share them), one object each
         self._dt: dict[int, datetime] = {}
 
-    def us(self, dt: datetime) -> int:
-        got = self._us.get(dt)
-        if got is None:
-            if len(self._us) >= 4096:
-                self._us.clear()
-            got = self._us[dt] = (dt - _EPOCH) // _US
-        return got
+    @staticmethod
+    def us(dt: datetime) -> int:
+        return (dt - _EPOCH) // _US  # as cheap as looking an aware datetime up (its hash is not cached)
 
     def dt(self, us: int) -> datetime:
         got = self._dt.get(us)
         if got is None:
             if len(self._dt) >= 4096:
                 self._dt.clear()
-            got = self._dt[us] = _EPOCH + timedelta(microseconds=us)
+            got = self._dt[us] = _EPOCH + timedelta(0, 0, us)
         return got
 
     def _shape(self, values: Mapping[str, Any]) -> int:
@@ -375,6 +370,10 @@ class Workset:
         self.ambiguous: dict[str, Any] = {"left": set(), "right": set()}
         self._deferred: list[Op] = []
         self.packer: _Packer | None = None  # set once past spill_at: records and links held packed
+        # packed records of a side being read, changed (True) or older: their match keys, read while the
+        # record was at hand, so that sealing the side indexes them without unpacking them
+        self._keys: dict[str, dict[bool, dict[str, tuple[Any, ...]]]] = {"left": {True: {}, False: {}},
+                                                                          "right": {True: {}, False: {}}}
         self.fpk = _Packer()  # the rows of the spill file
         # on disk
         self.db: sqlite3.Connection | None = None
@@ -438,9 +437,16 @@ class Workset:
             add = self.index[side].add
             if self.packer is not None:
                 load = self.packer.load_record
-                for held in (self.changed[side], self.older[side]):
+                add_keyed = self.index[side].add_keyed
+                keyed = self._keys[side]
+                for held, keys in ((self.changed[side], keyed[True]), (self.older[side], keyed[False])):
                     for rid, blob in dict.items(held):
-                        add(load(rid, blob), blob)
+                        kv = keys.get(rid) if self.match else ()
+                        if kv is not None:
+                            add_keyed(rid, kv, blob)
+                        else:
+                            add(load(rid, blob), blob)
+                self._keys[side] = {True: {}, False: {}}
                 self.older[side] = _Packed(load)
                 return
             index = self.index[side]
@@ -601,12 +607,16 @@ class Workset:
                 blob = packed[id(rec)] = pk.record(rec)
                 dict.__setitem__(recs, rid, blob)
             idx.records = recs
+            key_values = idx.key_values if self.match and not self.sealed[side] else None
             for name in ("changed", "older"):
                 held = getattr(self, name)
                 into = _Packed(pk.load_record)
+                keys = self._keys[side][name == "changed"]
                 for rid, rec in held[side].items():
                     blob = packed.get(id(rec))
                     dict.__setitem__(into, rid, blob if blob is not None else pk.record(rec))
+                    if key_values is not None:
+                        keys[rid] = key_values(rec.values)
                 held[side] = into
             links = _Packed(pk.load_link)
             for rid, link in self.links[side].items():
@@ -623,8 +633,16 @@ class Workset:
         pack = pk.record
         if not self.sealed[side]:
             into = self.changed[side] if changed else self.older[side]
+            if not self.match:
+                for rec in recs:
+                    dict.__setitem__(into, rec.id, pack(rec))
+                return
+            keys = self._keys[side][changed]
+            key_values = self.index[side].key_values
             for rec in recs:
-                dict.__setitem__(into, rec.id, pack(rec))
+                rid = rec.id
+                dict.__setitem__(into, rid, pack(rec))
+                keys[rid] = key_values(rec.values)
             return
         add = self.index[side].add
         into = self.changed[side]
@@ -662,6 +680,7 @@ class Workset:
                         self._disk_add(side, [held[rid] for rid in part], links, ch)
             self.sealed[side] = sealed
             self.changed[side], self.older[side], self.links[side] = {}, {}, {}
+            self._keys[side] = {True: {}, False: {}}
             self.index[side] = MatchIndex(self.m, side)
         for gi, group in enumerate((self.done, self.claimed, self.ambiguous)):
             for si, side in enumerate(("left", "right")):

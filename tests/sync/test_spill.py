@@ -253,7 +253,7 @@ def _sets(ws, side, recs, links, partners):
     return inp, idx
 
 
-@pytest.mark.parametrize("spill_at", [10**9, 0])
+@pytest.mark.parametrize("spill_at", [10**9, 1, 0])  # in memory, packed, in the file
 def test_a_record_read_again_replaces_the_earlier_one_until_sealed_then_the_first_stays(spill_at, tmp_path):
     from engine.sync.mapping import ModuleMapper
 
@@ -264,6 +264,7 @@ def test_a_record_read_again_replaces_the_earlier_one_until_sealed_then_the_firs
         ws.begin_read("right")
         ws.add("right", [rec("r1", "a@x.com"), rec("r2", "b@x.com")], {}, changed=True)
         ws.add("right", [rec("r1", "c@x.com", "New")], {"r1": Link("l9", "r1")}, changed=True)  # read again
+        assert (ws.packer is not None) == (spill_at == 1)
         ws.seal("right")
         ws.add("right", [rec("r2", "z@x.com", "Found")], {})  # a search finds it again: the first stays
         ws.add("right", [rec("r3", "b@x.com")], {})
