@@ -58,6 +58,7 @@ IDS_PER_RECORD = 10  # ids of the planner's sets weigh about a tenth of a record
 COMPACT_FACTOR = int(os.environ.get("SYNCFORM_COMPACT_FACTOR", "16"))
 UNIT_BYTES = 400
 ENTRY_BYTES = 250  # a packed record's or link's dict entries, id and match-index entries
+KEY_BYTES = 180  # the match keys of a packed record of a side not sealed yet (an e-mail: measured ~180 B)
 OP_BYTES = 2_000  # an op held back (not packed) with its link
 ID_BYTES = 130  # an id in one of the planner's sets (measured: 1M one-way, 2M ids, ~130 B each)
 UNPACKED_BYTES = 2_000  # what a record or link that does not pack weighs
@@ -589,7 +590,9 @@ class Workset:
                 return
             self._pack_all()
         d = len(self._deferred)
-        held = self.packer.size + (recs - d) * ENTRY_BYTES + d * OP_BYTES + ids * ID_BYTES  # type: ignore[union-attr]
+        keyed = sum(len(k) for side in self._keys.values() for k in side.values())
+        size = self.packer.size  # type: ignore[union-attr]
+        held = size + (recs - d) * ENTRY_BYTES + d * OP_BYTES + ids * ID_BYTES + keyed * KEY_BYTES
         if held > self.spill_at * COMPACT_FACTOR * UNIT_BYTES:
             self.spill()
 

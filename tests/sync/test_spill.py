@@ -161,6 +161,33 @@ def test_the_packed_working_set_is_bounded_by_its_bytes_so_wide_records_spill_so
     assert held(2000) == (True, True)  # 60 records of 2 KB: past the bound
 
 
+def test_the_match_keys_a_side_being_read_holds_count_toward_the_bound(tmp_path, monkeypatch):
+    """A side read in full keeps the match keys of its packed records until it is sealed (then the
+    index holds them): those count too, so such a side reaches the file sooner than a sealed one."""
+    from tests.sync.conftest import make_integration
+    from engine.sync.mapping import ModuleMapper
+
+    monkeypatch.setattr(spill, "COMPACT_FACTOR", 10)  # packed past 10 records, in the file past 40 KB
+    integ = make_integration()
+    m = ModuleMapper(integ, integ.modules[0])
+    t = Clock().now
+
+    def spilled(reading):
+        ws = Workset(m, deleted={"left": set(), "right": set()}, initial=True, directory=tmp_path, spill_at=10)
+        try:
+            if reading:
+                ws.begin_read("right")
+            for i in range(0, 120, 20):
+                ws.add("right", [Record(str(k), {"Email": f"a{k}@x.com", "Last_Name": "x" * 10}, t)
+                                 for k in range(i, i + 20)], changed=True)
+            return ws.spilled
+        finally:
+            ws.close()
+
+    assert spilled(reading=False) is False  # 120 narrow records, sealed: ~36 KB held packed
+    assert spilled(reading=True) is True  # the same with their keys held: past 40 KB at the 100th
+
+
 def test_records_and_links_come_back_from_their_packed_form_exactly():
     from datetime import datetime, timezone
 
