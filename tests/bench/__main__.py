@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -46,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", type=Path, help="write a CPU-time cProfile file per measured sync into DIR (.prof: all threads, .prof.main: the calling thread)")
     ap.add_argument("--trace-memory", action="store_true",
                     help="run the measured syncs under tracemalloc and keep the top allocation sites (slow)")
+    ap.add_argument("--sections", action="store_true",
+                    help="print the calling thread's CPU per record of each section of each sync (tests/bench/sections.py)")
     ap.add_argument("--workdir", type=Path, help="keep the working directories here (default: a temp dir, removed)")
     ap.add_argument("--out", type=Path, help="write the tables into this Markdown file")
     ap.add_argument("--label", default="",
@@ -57,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     except (AttributeError, ValueError):
         pass
 
+    if a.sections:  # read by each worker (the measured sync's process)
+        os.environ["SYNCFORM_BENCH_SECTIONS"] = "1"
     sizes = [_size(s) for s in a.sizes.split(",") if s.strip()]
     chosen = {s.strip() for s in a.scenario.split(",") if s.strip()}
     unknown = chosen - {"oneway", "twoway", "plan"}

@@ -248,7 +248,8 @@ def measure(workdir: Path, left: Server, right: Server, *, profile: Path | None 
                     faults={"left": {k: v for k, v in (sl.get("faults") or {}).items() if v},
                             "right": {k: v for k, v in (sr.get("faults") or {}).items() if v}},
                     returncode=proc.returncode,
-                    extra={"server_cpu_s": round(server_cpu, 2), "main_thread_cpu_s": res.get("main_thread_cpu_s"), "top_alloc": res.get("top_alloc"), "traced_peak_bytes": res.get("traced_peak_bytes")})
+                    extra={"server_cpu_s": round(server_cpu, 2), "main_thread_cpu_s": res.get("main_thread_cpu_s"), "top_alloc": res.get("top_alloc"), "traced_peak_bytes": res.get("traced_peak_bytes"),
+                           "sections_s": res.get("sections_s")})
 
 
 def deploy(workdir: Path) -> None:

@@ -147,9 +147,13 @@ def _main_us(row: Any) -> str:
 
 
 def one_line(row: Any) -> str:
-    return (f"{row.scenario:<9} N={row.n:<8} lat={row.latency_ms:<4} calls={row.total_calls()} (floor "
+    line = (f"{row.scenario:<9} N={row.n:<8} lat={row.latency_ms:<4} calls={row.total_calls()} (floor "
             f"{row.total_floor()}) writes={row.writes} wall={row.wall_s:.2f}s cpu={row.cpu_s:.2f}s "
             f"sync_cpu={row.sync_cpu_s:.2f}s ({_us(row.cpu_us_per_record())} us/rec, local {_us(row.local_us_per_record())}, main thread {_main_us(row)}) rss={row.maxrss_mb:.0f}MB {row.check}")
+    sections = (row.detail or {}).get("sections_us")
+    if sections:  # --sections: the calling thread's µs per record, per section
+        line += "\n      main thread, us/record: " + ", ".join(f"{k} {v:.1f}" for k, v in sections.items())
+    return line
 
 
 def write(path: Path, results: dict[str, dict[str, Any]], argv: list[str]) -> None:

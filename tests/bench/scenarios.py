@@ -22,12 +22,14 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tests.bench import harness as h
+from tests.bench.sections import per_record
 
 # A scheduled sync does not rerun within seconds: the engine re-reads the newest second of the previous
 # read until it is SETTLE (5 s) old (engine/sync/engine.py), so echo, noop and edit1pct start 6 s after
@@ -110,7 +112,9 @@ def _row(name: str, n: int, lat: int, conc: int, m: h.Measured, floor: dict[str,
                detail={"counts": counts, "calls": m.calls, "sync_wall_s": round(m.sync_wall_s, 3),
                        "top_alloc": m.extra.get("top_alloc"), "traced_peak_bytes": m.extra.get("traced_peak_bytes"),
                        "server_cpu_s": m.extra.get("server_cpu_s"), "main_thread_cpu_s": m.extra.get("main_thread_cpu_s"),
-                       "rss_before_mb": round(m.rss_before_kb / 1024, 1)})
+                       "rss_before_mb": round(m.rss_before_kb / 1024, 1),
+                       **({"sections_us": per_record(Counter(m.extra["sections_s"]), records)}
+                          if m.extra.get("sections_s") else {})})
 
 
 def _fl(reads: int, writes: int) -> dict[str, int]:

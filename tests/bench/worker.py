@@ -127,6 +127,13 @@ def run(root: str, state_url: str, name: str, *, profile: str | None = None,
                 catalog(app)
             "localhost".encode("idna")
 
+            # SYNCFORM_BENCH_SECTIONS=1 (python -m tests.bench --sections): the calling thread's CPU per
+            # section of the sync (tests/bench/sections.py)
+            sections = None
+            if os.environ.get("SYNCFORM_BENCH_SECTIONS"):
+                from tests.bench.sections import install
+
+                sections = install()
             before_mods = set(sys.modules)
             tcpu0 = transport_cpu() if transport_cpu else 0.0
             cpu0, wall0, main0 = time.process_time(), time.perf_counter(), time.thread_time()
@@ -175,7 +182,7 @@ def run(root: str, state_url: str, name: str, *, profile: str | None = None,
             stats.dump_stats(profile)
         return {"report": rep.as_dict(), "ok": rep.ok, "sync_cpu_s": cpu1 - cpu0, "sync_wall_s": wall1 - wall0,
                 "main_thread_cpu_s": main1 - main0, "late_imports": late_imports,  # of sync_cpu_s, the calling thread (plan, journal, links)
-                "transport_cpu_s": tcpu,
+                "transport_cpu_s": tcpu, "sections_s": dict(sections) if sections is not None else None,
                 "client_stats": {"left": {f"{m}/{op}": n for (m, op), n in left.stats().items()},
                                  "right": {f"{m}/{op}": n for (m, op), n in right.stats().items()}},
                 "rss_before_kb": rss_before, "rss_end_kb": _rss_kb(),
