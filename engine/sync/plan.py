@@ -121,23 +121,8 @@ class MatchIndex:
     def add(self, rec: Record, stored: Any = None) -> None:
         """Index ``rec`` (the first record added under an id stays); ``stored``: what ``records`` keeps
         for it instead of the record itself (the working set's compact form)."""
-        rid = rec.id
-        if rid in self.records:
-            return
-        if self._pending:  # keys in the order the records came
-            self._key_pending()
-        self.records[rid] = rec if stored is None else stored
-        get = rec.values.get
-        for name, norm, idx in self._norm:
-            v = norm(get(name))
-            if v:
-                hits = idx.get(v)
-                if hits is None:
-                    idx[v] = rid  # one id, no list: most keys are unique
-                elif hits.__class__ is list:
-                    hits.append(rid)
-                else:
-                    idx[v] = [hits, rid]
+        if rec.id not in self.records:
+            self.add_keyed(rec.id, self.key_values(rec.values), rec if stored is None else stored)
 
     def key_values(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
         """The normalised match-key values of a record's ``values`` (one per key), for ``add_keyed``."""
@@ -148,14 +133,17 @@ class MatchIndex:
         """``add`` of a record held as ``stored`` whose ``key_values`` were read while it was at hand."""
         if rid in self.records:
             return
-        if self._pending:
+        if self._pending:  # keys in the order the records came
             self._key_pending()
         self.records[rid] = stored
+        self._insert(rid, keys)
+
+    def _insert(self, rid: str, keys: Iterable[Any]) -> None:
         for v, (_, _, idx) in zip(keys, self._norm):
             if v:
                 hits = idx.get(v)
                 if hits is None:
-                    idx[v] = rid
+                    idx[v] = rid  # one id, no list: most keys are unique
                 elif hits.__class__ is list:
                     hits.append(rid)
                 else:
@@ -186,18 +174,7 @@ class MatchIndex:
         pending, self._pending = self._pending, []
         if len(self._norm) != 1:
             for rec in pending:
-                get = rec.values.get
-                rid = rec.id
-                for name, norm, idx in self._norm:
-                    v = norm(get(name))
-                    if v:
-                        hits = idx.get(v)
-                        if hits is None:
-                            idx[v] = rid
-                        elif hits.__class__ is list:
-                            hits.append(rid)
-                        else:
-                            idx[v] = [hits, rid]
+                self._insert(rec.id, self.key_values(rec.values))
             return
         ((name, norm, idx),) = self._norm  # the usual single key, read inline (an e-mail's text in place)
         iget = idx.get
