@@ -644,9 +644,10 @@ def plan_deletes(mapper: ModuleMapper, deleted: Mapping[str, Iterable[str]], lin
 # edited on its side alone (its partner not read: the update of the fields that changed, a 1 % edit)
 # and a first match whose records agree on every mapped field. Any other record (a conflict, a change
 # on both sides, a tombstone, a value that does not convert, an ambiguous or claimed candidate, a
-# missing mandatory field...) is handed to ``_plan_record`` with nothing changed yet, so it gets exactly the ops of the
-# general path (checked property-style in tests/sync/test_plan_compiled.py). A module with a parent
-# reference or a field written by two flows takes the general path for every record.
+# missing mandatory field...) is handed to ``_plan_record`` with nothing changed yet, so it gets
+# exactly the ops of the general path (checked property-style in tests/sync/test_plan_compiled.py).
+# A module with a parent reference or a field written by two flows takes the general path for every
+# record.
 
 def _none_get(key: Any, default: Any = None) -> Any:
     return default

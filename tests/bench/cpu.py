@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         compiled_planner(m, "left")
         return m
 
-    def plan(m: Any, rights: list[Record] | None, links: dict[str, dict[str, Link]] | None = None) -> list:
+    def plan(m: Any, rights: list[Record] | None, links: dict[str, dict[str, Link]] | None = None,
+             lefts: list[Record] | None = None) -> list:
         # under the collector settings of a sync run (engine.sync), as the engine plans
         with _collector_for_a_run():
             idx = {"left": MatchIndex(m, "left"), "right": MatchIndex(m, "right")}
@@ -196,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             ops = []
             done: dict[str, set[str]] = {"left": set(), "right": set()}
             for i in range(0, n, 200):
-                inp.changed["left"] = {r.id: r for r in left[i:i + 200]}
+                inp.changed["left"] = {r.id: r for r in (left if lefts is None else lefts)[i:i + 200]}
                 ops += plan_changes(inp, ("left",), done)
             return ops
 
@@ -215,10 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     # (not read by the run): one update of the right per record
     edited = [Record(id=r.id, values={**r.values, "Title": f"{r.values.get('Title') or ''} (edited)"},
                      modified=r.modified) for r in left]
-    kept_left = left
-    left = edited
-    edit_ops = least_of_3("plan-edit", lambda: mapper("two-way"), lambda m: plan(m, [], linkmap))
-    left = kept_left
+    edit_ops = least_of_3("plan-edit", lambda: mapper("two-way"), lambda m: plan(m, [], linkmap, edited))
     assert sum(1 for o in edit_ops if o.kind == "update") == n, "plan-edit: one update per edited record"
     writes = [o for o in ops if o.kind == "create"]
     timed("encode", lambda: [json.dumps({"data": [dict(o.values) for o in writes[i:i + 100]], "trigger": []})

@@ -139,17 +139,22 @@ def test_a_packed_working_set_spills_to_the_file_past_its_bound_and_plans_the_sa
     assert both == mem
 
 
-def test_the_packed_working_set_is_bounded_by_its_bytes_so_wide_records_spill_sooner(tmp_path, monkeypatch):
+def _small_workset(tmp_path, monkeypatch):
+    """A working set of the test integration packed past 10 records, in the file past 40 KB packed."""
     from tests.sync.conftest import make_integration
     from engine.sync.mapping import ModuleMapper
 
-    monkeypatch.setattr(spill, "COMPACT_FACTOR", 10)  # packed past 10 records, in the file past 40 KB
+    monkeypatch.setattr(spill, "COMPACT_FACTOR", 10)
     integ = make_integration()
     m = ModuleMapper(integ, integ.modules[0])
-    t = Clock().now
+    return lambda: Workset(m, deleted={"left": set(), "right": set()}, initial=True, directory=tmp_path, spill_at=10)
+
+
+def test_the_packed_working_set_is_bounded_by_its_bytes_so_wide_records_spill_sooner(tmp_path, monkeypatch):
+    workset, t = _small_workset(tmp_path, monkeypatch), Clock().now
 
     def held(width):
-        ws = Workset(m, deleted={"left": set(), "right": set()}, initial=True, directory=tmp_path, spill_at=10)
+        ws = workset()
         try:
             ws.add("right", [Record(str(i), {"email": f"a{i}@x.com", "note": "x" * width}, t) for i in range(60)],
                    changed=True)
@@ -164,16 +169,10 @@ def test_the_packed_working_set_is_bounded_by_its_bytes_so_wide_records_spill_so
 def test_the_match_keys_a_side_being_read_holds_count_toward_the_bound(tmp_path, monkeypatch):
     """A side read in full keeps the match keys of its packed records until it is sealed (then the
     index holds them): those count too, so such a side reaches the file sooner than a sealed one."""
-    from tests.sync.conftest import make_integration
-    from engine.sync.mapping import ModuleMapper
-
-    monkeypatch.setattr(spill, "COMPACT_FACTOR", 10)  # packed past 10 records, in the file past 40 KB
-    integ = make_integration()
-    m = ModuleMapper(integ, integ.modules[0])
-    t = Clock().now
+    workset, t = _small_workset(tmp_path, monkeypatch), Clock().now
 
     def spilled(reading):
-        ws = Workset(m, deleted={"left": set(), "right": set()}, initial=True, directory=tmp_path, spill_at=10)
+        ws = workset()
         try:
             if reading:
                 ws.begin_read("right")
