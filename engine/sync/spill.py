@@ -60,7 +60,11 @@ UNIT_BYTES = 400
 ENTRY_BYTES = 250  # a packed record's or link's dict entries, id and match-index entries
 KEY_BYTES = 180  # the match keys of a packed record of a side not sealed yet (an e-mail: measured ~180 B)
 OP_BYTES = 2_000  # an op held back (not packed) with its link
-ID_BYTES = 130  # an id in one of the planner's sets (measured: 1M one-way, 2M ids, ~130 B each)
+# an id in the planner's sets: the sets of one side hold the same id objects (a record created is
+# planned and claimed: two entries, one text), so an entry and a text are counted apart (measured:
+# 1M ids in one set 109 MB, in two 141, in three 173; 1.5M in two 243)
+ID_ENTRY_BYTES = 45  # an entry of a set (its slot, at the load a set keeps)
+ID_TEXT_BYTES = 80  # the id's text, once per side (the side's largest set: the others hold its ids)
 UNPACKED_BYTES = 2_000  # what a record or link that does not pack weighs
 CHUNK = 500  # ids per IN (...) query
 PREFIX = "syncform-spill-"
@@ -287,8 +291,12 @@ class _DiskSet:
 
     def flush(self) -> None:
         if self.added:
+            # in key order, one row at a time: the spill hands over a set of a million ids or more,
+            # whose rows in hash order would land all over the table's pages (and as a list of rows,
+            # would double the set's memory)
+            code = self.code
             self.db.executemany("INSERT OR IGNORE INTO mark (s, id) VALUES (?, ?)",
-                                [(self.code, i) for i in self.added])
+                                ((code, i) for i in sorted(self.added)))
             self.stored += len(self.added)
         self.added = set()
         self.present = set()
@@ -580,6 +588,14 @@ class Workset:
         ids = sum(len(g[s]) for g in (self.done, self.claimed, self.ambiguous) for s in ("left", "right"))
         return recs + len(self._deferred), ids
 
+    def _id_bytes(self) -> int:
+        """What the planner's sets weigh in memory (``ID_ENTRY_BYTES``, ``ID_TEXT_BYTES``)."""
+        total = 0
+        for side in ("left", "right"):
+            sizes = [len(g[side]) for g in (self.done, self.claimed, self.ambiguous)]
+            total += sum(sizes) * ID_ENTRY_BYTES + max(sizes) * ID_TEXT_BYTES
+        return total
+
     def _check(self) -> None:
         recs, ids = self.held()
         if self.packer is None:
@@ -592,7 +608,7 @@ class Workset:
         d = len(self._deferred)
         keyed = sum(len(k) for side in self._keys.values() for k in side.values())
         size = self.packer.size  # type: ignore[union-attr]
-        held = size + (recs - d) * ENTRY_BYTES + d * OP_BYTES + ids * ID_BYTES + keyed * KEY_BYTES
+        held = size + (recs - d) * ENTRY_BYTES + d * OP_BYTES + self._id_bytes() + keyed * KEY_BYTES
         if held > self.spill_at * COMPACT_FACTOR * UNIT_BYTES:
             self.spill()
 
@@ -689,7 +705,7 @@ class Workset:
             for si, side in enumerate(("left", "right")):
                 mem = group[side]
                 ds = _DiskSet(self.db, gi * 2 + si)  # type: ignore[arg-type]
-                ds.update(mem)
+                ds.added = mem  # handed over, not copied: a set of a million ids weighs ~100 MB
                 ds.flush()
                 group[side] = ds
         ops, self._deferred = self._deferred, []

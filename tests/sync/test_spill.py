@@ -187,6 +187,36 @@ def test_the_match_keys_a_side_being_read_holds_count_toward_the_bound(tmp_path,
     assert spilled(reading=True) is True  # the same with their keys held: past 40 KB at the 100th
 
 
+def test_ids_held_in_several_sets_of_a_side_count_their_text_once(tmp_path, monkeypatch):
+    """A record a copy creates is planned and claimed: the same id in two sets of its side. The bound
+    counts its text once (a 1M-record copy stays in memory: 202 MB at its peak, where moving its 2M
+    ids to the file made it 280 MB); as many ids in the sets of both sides weigh more, and reach the
+    file, which then answers for every one of them."""
+    workset = _small_workset(tmp_path, monkeypatch)  # the file past 40 KB
+
+    def spilled(shared):
+        ws = workset()
+        try:
+            for i in range(0, 200, 50):
+                ids = [f"39130000000{k:08d}" for k in range(i, i + 50)]
+                ws.done["left"].update(ids)
+                if shared:
+                    ws.claimed["left"].update(ids)
+                else:
+                    ws.done["right"].update(f"48760000000{k:08d}" for k in range(i, i + 50))
+                ws.after_page()
+            if ws.spilled:
+                assert all(f"39130000000{k:08d}" in ws.done["left"] for k in range(200))
+                assert all(f"48760000000{k:08d}" in ws.done["right"] for k in range(200))
+                assert "39130000000{:08d}".format(200) not in ws.done["left"]
+            return ws.spilled
+        finally:
+            ws.close()
+
+    assert spilled(shared=True) is False  # 400 entries, 200 texts: ~34 KB
+    assert spilled(shared=False) is True  # 400 entries, 400 texts: ~50 KB
+
+
 def test_records_and_links_come_back_from_their_packed_form_exactly():
     from datetime import datetime, timezone
 
