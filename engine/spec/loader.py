@@ -673,11 +673,23 @@ def _yaml_error_diag(exc: Exception, file: str, text: str = "") -> Diagnostic:
     return _diag(file, mark.line + 1, mark.column + 1, msg, "yaml")
 
 
-def _parser(text: str) -> Any:
+def _parser(text: str, *, pure: bool = False) -> Any:
     import yaml
 
-    cls = getattr(yaml, "CSafeLoader", None) or yaml.SafeLoader  # libyaml when present: same events, faster
+    # libyaml when present: same events, faster
+    cls = yaml.SafeLoader if pure else getattr(yaml, "CSafeLoader", None) or yaml.SafeLoader
     return cls(text)
+
+
+def _libyaml_too_deep(exc: Exception, parser: Any) -> bool:
+    """libyaml 0.2.6 (PyYAML 6.0.4's wheels) refuses nesting past 1,000 levels while it scans ahead,
+    before the composer sees an event: such a file is composed again with PyYAML's own parser, so
+    that it gets the composer's error (nesting deeper than ``MAX_DEPTH``, at the level that passed it)
+    whichever libyaml is installed."""
+    import yaml
+
+    return parser is not None and parser.__class__ is not yaml.SafeLoader and \
+        "maximum nesting depth" in str(getattr(exc, "problem", None) or exc)
 
 
 _EXPR = re.compile(r"\{\{.*?\}\}")
@@ -718,19 +730,20 @@ class ColumnMap:
         return col
 
 
-def compose_documents(text: str, file: str, columns: ColumnMap | None = None
+def compose_documents(text: str, file: str, columns: ColumnMap | None = None, *, pure: bool = False
                       ) -> tuple[list[Document], list[Diagnostic]]:
     """Every document of ``text`` as plain values with marks; YAML errors become Diagnostics.
 
     Safe loading only: values are built from the parser's events by ``_Composer`` (never by a
     constructor that could instantiate objects), within the bounds on depth and alias expansion.
+    ``pure``: with PyYAML's own parser, not libyaml.
     """
     import yaml
 
     docs: list[Document] = []
     parser = None
     try:
-        parser = _parser(text)
+        parser = _parser(text, pure=pure)
         parser.get_event()  # StreamStartEvent
         index = 0
         while not parser.check_event(yaml.StreamEndEvent):
@@ -745,6 +758,10 @@ def compose_documents(text: str, file: str, columns: ColumnMap | None = None
     except _YamlError as exc:
         return docs, [_diag(exc.mark.file, exc.mark.line, exc.mark.col, exc.message, exc.code)]
     except yaml.YAMLError as exc:
+        if _libyaml_too_deep(exc, parser):
+            parser.dispose()
+            parser = None
+            return compose_documents(text, file, columns, pure=True)
         d = _yaml_error_diag(exc, file, text)
         if columns is not None:
             d = Diagnostic(d.file, d.line, columns(d.line, d.col), d.severity, d.message, d.code)
