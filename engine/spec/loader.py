@@ -681,15 +681,12 @@ def _parser(text: str, *, pure: bool = False) -> Any:
     return cls(text)
 
 
-def _libyaml_too_deep(exc: Exception, parser: Any) -> bool:
+def _libyaml_too_deep(exc: Exception) -> bool:
     """libyaml 0.2.6 (PyYAML 6.0.4's wheels) refuses nesting past 1,000 levels while it scans ahead,
     before the composer sees an event: such a file is composed again with PyYAML's own parser, so
     that it gets the composer's error (nesting deeper than ``MAX_DEPTH``, at the level that passed it)
     whichever libyaml is installed."""
-    import yaml
-
-    return parser is not None and parser.__class__ is not yaml.SafeLoader and \
-        "maximum nesting depth" in str(getattr(exc, "problem", None) or exc)
+    return "maximum nesting depth" in str(getattr(exc, "problem", None) or exc)
 
 
 _EXPR = re.compile(r"\{\{.*?\}\}")
@@ -758,9 +755,7 @@ def compose_documents(text: str, file: str, columns: ColumnMap | None = None, *,
     except _YamlError as exc:
         return docs, [_diag(exc.mark.file, exc.mark.line, exc.mark.col, exc.message, exc.code)]
     except yaml.YAMLError as exc:
-        if _libyaml_too_deep(exc, parser):
-            parser.dispose()
-            parser = None
+        if not pure and _libyaml_too_deep(exc):
             return compose_documents(text, file, columns, pure=True)
         d = _yaml_error_diag(exc, file, text)
         if columns is not None:
