@@ -76,3 +76,29 @@ def test_secrets_never_appear_in_messages(tmp_path: Path, run_cli) -> None:
     assert "s3cr3t" not in r.stdout + r.stderr
     assert "c.yaml:8:16: error: client_id is written inline" in r.stderr
     assert "c.yaml:17:13: error: base_url holds credentials" in r.stderr
+
+
+def test_deep_nesting_gets_the_same_error_whichever_libyaml_refuses_it_first(monkeypatch) -> None:
+    """A libyaml that stops nesting at its own depth (PyYAML 6.0.4's wheels) raises before the
+    composer's bound: the file then gets the composer's error at the level past 64, as with a libyaml
+    that does not stop (here played by a parser that refuses as 6.0.4's does, whatever is installed)."""
+    import yaml
+
+    import engine.spec.loader as loader
+
+    real = loader._parser
+
+    class Refusing:
+        def __init__(self, text: str) -> None:
+            pass
+
+        def get_event(self) -> None:
+            raise yaml.scanner.ScannerError(problem="exceeded maximum nesting depth",
+                                            context="while increasing flow level")
+
+        def dispose(self) -> None:
+            pass
+
+    monkeypatch.setattr(loader, "_parser", lambda text, pure=False: real(text, pure=True) if pure else Refusing(text))
+    docs, diags = loader.compose_documents("a: " + "[" * 2000 + "]" * 2000 + "\n", "spec.yaml")
+    assert [(d.line, d.col, d.message) for d in diags] == [(1, 67, "nesting deeper than 64 levels")]
