@@ -192,8 +192,11 @@ class Run:
 
     # -- helpers -----------------------------------------------------------------------------------
     def mapper(self, module: Module) -> ModuleMapper:
-        return ModuleMapper(self.integration, module, resolve=self.resolver,
-                            owners={"left": self.owners.mapper("left"), "right": self.owners.mapper("right")})
+        m = ModuleMapper(self.integration, module, resolve=self.resolver,
+                         owners={"left": self.owners.mapper("left"), "right": self.owners.mapper("right")})
+        state_dir = _spill_dir(self.store)
+        m.code_dir = os.path.join(state_dir, "cache") if state_dir else None
+        return m
 
     def filter_for(self, side: str, module: Module, initial: bool) -> ListFilter | None:
         app = getattr(self.integration, side).app

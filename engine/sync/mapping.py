@@ -326,6 +326,7 @@ class ModuleMapper:
         self._getters: dict[str, tuple[tuple[str, ...], Callable[[Any], Any] | None]] = {}
         self._cmp: dict[tuple[str, str], Callable[[Any], Any]] = {}
         self.compiled: dict[Any, Any] = {}  # the planner's per-mapper caches (probe normalisers, key names)
+        self.code_dir: str | None = None  # where generated planners are kept between runs (None: in-process only)
         maps = list(module.fields)
         if not maps:
             maps = self._auto_fields()
