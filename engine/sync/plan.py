@@ -17,6 +17,7 @@ import hashlib
 import marshal
 import os
 import sys
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -704,7 +705,7 @@ def _code(source: str, name: str, directory: str | None) -> Any:
 def _write_code(path: str, data: bytes) -> None:
     """Write a planner cache file whole (a temporary file renamed over it) in a directory only its
     owner can enter; a directory that cannot be written only costs the next run a compile."""
-    tmp = f"{path}.{os.getpid()}.tmp"
+    tmp = f"{path}.{os.getpid()}-{threading.get_ident()}.tmp"  # no two writers share one
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -726,10 +727,14 @@ def _prune(directory: str) -> None:
     import time
 
     try:
+        now = time.time()
         with os.scandir(directory) as it:
-            files = sorted((max(st.st_atime, st.st_mtime), e.path) for e in it
-                           if e.name.startswith("plan-") and e.name.endswith(".code") and (st := e.stat()))
-        stale = time.time() - _FILES_DAYS * 86400
+            entries = [(e.name, e.path, e.stat()) for e in it if e.name.startswith("plan-")]
+        for name, path, st in entries:  # a writer killed mid-write leaves its temporary file
+            if name.endswith(".tmp") and st.st_mtime < now - 86400:
+                os.unlink(path)
+        files = sorted((max(st.st_atime, st.st_mtime), path) for name, path, st in entries if name.endswith(".code"))
+        stale = now - _FILES_DAYS * 86400
         for k, (used, old) in enumerate(files):
             if used < stale or k < len(files) - _FILES_MAX:
                 os.unlink(old)

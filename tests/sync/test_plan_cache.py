@@ -130,7 +130,10 @@ def test_planner_files_unused_for_a_month_go_when_a_new_one_is_written(tmp_path)
     os.utime(old, (month, month))
     recent = tmp_path / f"plan-{'1' * 40}.code"
     recent.write_bytes(b"in use")
+    killed = tmp_path / f"plan-{'2' * 40}.code.123-456.tmp"  # its writer was killed a day ago
+    killed.write_bytes(b"half")
+    os.utime(killed, (month, month))
     plan._CODE.clear()
     plan._code("x = 1\n", "<plan new left>", str(tmp_path))
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert old.name not in names and recent.name in names and len(names) == 2
+    assert old.name not in names and killed.name not in names and recent.name in names and len(names) == 2
