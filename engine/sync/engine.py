@@ -194,7 +194,7 @@ class Run:
     def mapper(self, module: Module) -> ModuleMapper:
         m = ModuleMapper(self.integration, module, resolve=self.resolver,
                          owners={"left": self.owners.mapper("left"), "right": self.owners.mapper("right")})
-        state_dir = _spill_dir(self.store)
+        state_dir = _state_dir(self.store)
         m.code_dir = os.path.join(state_dir, "cache") if state_dir else None
         return m
 
@@ -435,7 +435,7 @@ class ModuleRun:
         self.read_start = {s: self.started.get(s, now) for s in ("left", "right")}
         deleted_ids = {s: {d.id for d in self.deleted[s]} for s in ("left", "right")}
         # what the run holds while it plans: in memory while small, in a temporary file beyond
-        ws = self.ws = Workset(self.m, deleted=deleted_ids, initial=full, directory=_spill_dir(self.store))
+        ws = self.ws = Workset(self.m, deleted=deleted_ids, initial=full, directory=_state_dir(self.store))
         try:
             self._sync_changes(ex, ws, full, since)
         finally:
@@ -861,8 +861,9 @@ def _chain(*iterables):
         yield from it
 
 
-def _spill_dir(store: StateStore) -> str | None:
-    """Where a module run's working set spills: next to a SQLite state database, else a temp dir."""
+def _state_dir(store: StateStore) -> str | None:
+    """The directory of a SQLite state database (None for any other state): a module run's working set
+    spills there (else to a temp dir), and its generated planners are kept in its ``cache``."""
     path = getattr(store, "path", None)
     if isinstance(path, str) and path and path != ":memory:" and not path.startswith("file:"):
         return os.path.dirname(os.path.abspath(path))

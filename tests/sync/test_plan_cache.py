@@ -111,14 +111,19 @@ def test_a_state_directory_that_cannot_be_written_only_costs_a_compile(sync, app
     assert compiled and len(right.all("Contacts")) == 300
 
 
-def test_the_cache_key_names_the_code_and_the_interpreter():
+def test_a_planner_kept_by_another_python_or_under_another_name_is_not_taken(tmp_path, fresh_process, monkeypatch):
     source = "def f():\n    return 1\n"
-    plan._CODE.clear()
-    a = plan._code(source, "<plan a left>", None)
-    b = plan._code(source, "<plan b left>", None)
-    assert a is not b and a.co_filename == "<plan a left>" and b.co_filename == "<plan b left>"
-    assert plan._code(source, "<plan a left>", None) is a
-    assert sys.implementation.cache_tag in plan._MAGIC.decode("latin-1")
+    plan._code(source, "<plan a left>", str(tmp_path))
+    compiled = fresh_process()
+    assert plan._code(source, "<plan a left>", str(tmp_path)).co_filename == "<plan a left>"
+    assert compiled == []  # kept by this Python under this name: loaded
+    assert plan._code(source, "<plan b left>", str(tmp_path)).co_filename == "<plan b left>"
+    assert compiled == ["<plan b left>"]  # the same source under another name is another planner
+    compiled = fresh_process()
+    monkeypatch.setattr(plan, "_MAGIC", plan._MAGIC.replace(sys.implementation.cache_tag.encode(), b"other-311"))
+    plan._code(source, "<plan a left>", str(tmp_path))
+    assert compiled == ["<plan a left>"]  # another Python's bytecode is never loaded
+    assert len(list(tmp_path.glob("plan-*.code"))) == 3
 
 
 def test_planner_files_unused_for_a_month_go_when_a_new_one_is_written(tmp_path):
