@@ -5,6 +5,7 @@ is private, next to the state database, and gone when the run ends (also when it
 from __future__ import annotations
 
 import os
+import random
 import stat
 import subprocess
 import sys
@@ -341,6 +342,66 @@ def test_a_record_read_again_replaces_the_earlier_one_until_sealed_then_the_firs
     finally:
         ws.close()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(spill.PREFIX)]
+
+
+def _settled(spill_at, seed, tmp_path):
+    """What a working set answers after a random sequence of adds to both sides: records read again
+    while a side is read in full (changed or not) and after it, with and without links, each side
+    sealed at a random point; then every question the planner asks of either side."""
+    from engine.sync.mapping import ModuleMapper
+
+    rnd = random.Random(seed)
+    integ = make_integration()
+    m = ModuleMapper(integ, integ.modules[0], resolve=lambda *a: None, owners={})
+    ws = Workset(m, deleted={"left": set(), "right": set()}, initial=True, directory=tmp_path, spill_at=spill_at)
+    keys = {"right": "Email", "left": "email"}
+    try:
+        reading = {"left": False, "right": False}
+        for side in ("right", "left"):
+            if rnd.random() < 0.7:
+                ws.begin_read(side)
+                reading[side] = True
+        for step in range(rnd.randint(4, 16)):
+            side = rnd.choice(("left", "right"))
+            ids = rnd.sample(range(10), rnd.randint(1, 4))
+            recs = [Record(f"{side[0]}{i}", {keys[side]: f"{rnd.choice('abcdef')}@x.com", "First_Name": f"n{step}"},
+                           T0, T0) for i in ids]
+            links = {r.id: (Link(f"l{step}", r.id) if side == "right" else Link(r.id, f"r{step}"))
+                     for r in recs if rnd.random() < 0.3}
+            # after a side is sealed, the engine adds records found for matching only (never changes)
+            ws.add(side, recs, links, changed=reading[side] and rnd.random() < 0.6)
+            if reading[side] and rnd.random() < 0.25:
+                ws.seal(side)
+                reading[side] = False
+            ws.after_page()
+        for side in ("right", "left"):
+            ws.seal(side)
+        out = []
+        for side in ("left", "right"):
+            osd = "right" if side == "left" else "left"
+            probe = {f"{side[0]}p{c}": Record(f"{side[0]}p{c}", {keys[side]: f"{c}@x.com"}, T0) for c in "abcdefg"}
+            inp = ws.plan_input(side, probe, {}, partners=True)
+            idx = inp.index[osd]
+            found = {c: idx.lookup([f"{c}@x.com"]) for c in "abcdefg"}
+            ids = sorted({i for got in found.values() for i in got})
+            out.append((side, found, [(i, dict(idx.records[i].values), inp.links[osd].get(i)) for i in ids]))
+            everyone = [f"{osd[0]}{i}" for i in range(10)]
+            out.append((osd, "unchanged", ws.missing_changed(osd, everyone)))
+            out.append((osd, "leftovers", [(list(c), {k: (dict(v.values), l.get(k)) for k, v in c.items()})
+                                           for c, l in ((c, dict(lk)) for c, lk in ws.leftovers(osd, 3))]))
+        return out
+    finally:
+        ws.close()
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_a_side_appended_to_the_file_and_indexed_later_answers_as_one_indexed_from_the_start(seed, tmp_path,
+                                                                                            monkeypatch):
+    """The file appends a side's rows without indexes until the side is first asked something, then
+    settles the ids added more than once: every answer is the one of a file indexed row by row."""
+    lazy = _settled(0, seed, tmp_path)
+    monkeypatch.setattr(spill, "LAZY_INDEX", False)
+    assert _settled(0, seed, tmp_path) == lazy
 
 
 @pytest.mark.parametrize("spill_at", [0, 10**9])
