@@ -24,7 +24,9 @@ exact (a page's ids are fetched in one query, any other id is asked for on its o
 
 The file is written to a private directory (0700; the file 0600) next to the state database, holds
 record values and ops read and planned in this run (never credentials) and is removed at the end of
-the run, also on error; a directory left by a killed process is removed by the next run. Rows are
+the run, also on error; a directory left by a killed process is removed by the next run. SQLite sorts
+what does not fit its cache (an index being built, a large ORDER BY) in temporary files of its own,
+in the system's temporary directory, owner-only and removed from the directory as they are opened. Rows are
 packed as above (pickled when they do not pack): they are written and read back by this process only,
 inside that private directory, in one transaction that is never committed.
 """
