@@ -256,6 +256,31 @@ def test_link_rows_are_links_synced_at_one_time(store, clock):
     assert store.count_links("i", "m") == 3
 
 
+def test_a_long_batch_of_link_rows_keeps_every_row_and_lets_later_rows_win(store, clock):
+    # 157 rows: more than a store writes in one statement, and a rest; relinks inside one statement, across
+    # statements and into the rest each replace the link written before, as row by row
+    rows = [(f"l{i:03d}", f"r{i:03d}", {"n": str(i)}, {"n": str(i)}, "", "") for i in range(150)]
+    rows[45] = ("l010", "r900", {"v": "a"}, {}, "", "")  # a left id of rows just before, a new right id
+    rows[75] = ("l800", "r020", {}, {}, "", "")  # a right id of an earlier statement's rows, a new left id
+    rows[110] = ("l060", "r910", {}, {}, "", "")  # and a left id
+    rows[140] = ("l120", "r120", {"n": "again"}, {"n": "again"}, "", "")  # the same pair, a new merge base
+    rows += [("l801", "r130", {}, {}, "", ""),  # a right id, into the rest
+             ("l801", "r801", {}, {}, "", ""),  # a later row moves l801 on: r130 stays unlinked
+             ("l300", "r300", {}, {}, "", ""), ("l301", "r301", {}, {}, "", ""), ("l302", "r302", {}, {}, "", ""),
+             ("l000", "r000", {"n": "last"}, {}, "", ""), ("l149", "r149", {"n": "last"}, {}, "", "")]
+    store.put_link_rows("i", "m", rows, synced_at=clock.now)
+    got = {ln.left_id: ln for ln in store.iter_links("i", "m")}
+    expect: dict[str, tuple[str, dict]] = {}
+    for lid, rid, lv, _, _, _ in rows:  # row by row: a row replaces the link of either of its ids
+        for k in [k for k, (r, _) in expect.items() if k == lid or r == rid]:
+            del expect[k]
+        expect[lid] = (rid, lv)
+    assert {k: (ln.right_id, ln.left_values) for k, ln in got.items()} == expect
+    assert "l020" not in got and "l130" not in got and got["l010"].right_id == "r900" and "l045" not in got
+    assert got["l120"].left_values == {"n": "again"} and got["l000"].left_values == {"n": "last"}
+    assert len(got) == len(expect) == 149  # 150 written, 4 replaced by relinks, 2 given away, 5 new
+
+
 def test_failing_ids_are_the_unresolved_failures_of_one_module(store):
     assert store.failing_ids("i", "contacts") == {"left": set(), "right": set()}
     for side, rid, module in (("left", "L1", "contacts"), ("left", "L2", "contacts"), ("right", "R1", "contacts"),
