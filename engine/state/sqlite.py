@@ -28,6 +28,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,30 @@ BUSY_TIMEOUT_MS = 5000
 _CHUNK = 500  # ids per IN (...) query, below SQLite's variable limit
 
 MIGRATIONS: tuple[str, ...] = migrations("sqlite")  # engine.state.core.SCHEMA in SQLite's types
+
+# rows per statement of ``insert_rows``: rows of up to 19 parameters stay under the 999 of SQLite before 3.32
+ROWS_PER_INSERT = 50
+_MANY: dict[str, str] = {}
+
+
+def insert_rows(db: sqlite3.Connection, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+    """``db.executemany(sql, rows)`` for ``sql`` an ``INSERT ... VALUES (?, ...)`` of one row, as
+    statements of ``ROWS_PER_INSERT`` rows each, the rest one by one: one statement per row, as
+    ``executemany`` runs them, costs ~1 µs more a row (binding, stepping and resetting each). Rows go in
+    order, taken from ``rows`` as they come (an ``OR REPLACE`` row still replaces the rows before it)."""
+    many = _MANY.get(sql)
+    if many is None:
+        head, _, one = sql.rpartition(" VALUES ")
+        many = _MANY[sql] = f"{head} VALUES " + ", ".join([one] * ROWS_PER_INSERT)
+    it = iter(rows)
+    execute = db.execute
+    while True:
+        chunk = list(islice(it, ROWS_PER_INSERT))
+        if len(chunk) < ROWS_PER_INSERT:
+            if chunk:
+                db.executemany(sql, chunk)
+            return
+        execute(many, list(chain.from_iterable(chunk)))
 
 
 def _ts(dt: datetime | None) -> str | None:
@@ -240,28 +265,11 @@ class SQLiteStore(SQLStore):
 
     # --- links -----------------------------------------------------------------------------------------
     _UPSERT = f"INSERT OR REPLACE INTO links (integration, module, {LINK_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    # rows per upsert statement: 450 parameters, under 999 (SQLite's limit before 3.32). One statement per
-    # row, as ``executemany`` runs them, costs ~1 µs more per row (binding, stepping and resetting each)
-    _PER_UPSERT = 50
-    _UPSERT_MANY = _UPSERT.replace("VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                   "VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * _PER_UPSERT))
-
-    def _upsert(self, params: list[Any]) -> None:
-        """The upsert of link rows given as one flat list, the 9 parameters of each row after the row
-        before: ``_PER_UPSERT`` rows per statement, the rest one by one. Rows are written in order, so a
-        later row replaces an earlier one of the same left or right id, as row by row."""
-        step = 9 * self._PER_UPSERT
-        whole = len(params) - len(params) % step
-        execute = self._db.execute
-        for i in range(0, whole, step):
-            execute(self._UPSERT_MANY, params[i:i + step])
-        if whole < len(params):
-            self._db.executemany(self._UPSERT, [params[i:i + 9] for i in range(whole, len(params), 9)])
 
     def put_links(self, integration: str, module: str, links: Iterable[Link]) -> None:
         """Upsert. A link replaces any link of the same left id *or* the same right id (a relink)."""
-        rows: list[Any] = []
-        extend = rows.extend
+        rows = []
+        append = rows.append
         now = last = stamp = None
         for ln in links:
             left, right = encode_bases(ln.left_values, ln.right_values)
@@ -270,27 +278,27 @@ class SQLiteStore(SQLStore):
                 at = now = now or self._clock()
             if at is not last:  # a batch's links share their time: format it once
                 last, stamp = at, _ts(at)
-            extend((integration, module, ln.left_id, ln.right_id, left, right, ln.left_hash, ln.right_hash, stamp))
+            append((integration, module, ln.left_id, ln.right_id, left, right, ln.left_hash, ln.right_hash, stamp))
         if not rows:
             return
         with self.transaction():
-            self._upsert(rows)
+            insert_rows(self._db, self._UPSERT, rows)
 
     def put_link_rows(self, integration: str, module: str, rows: Iterable[LinkRow], *,
                       synced_at: datetime | None = None) -> None:
         """``put_links`` of (left_id, right_id, left_values, right_values, left_hash, right_hash) rows, all
         synced at ``synced_at`` (default: now)."""
         stamp = _ts(synced_at or self._clock())
-        out: list[Any] = []
-        extend = out.extend
+        out = []
+        append = out.append
         for lid, rid, lv, rv, lh, rh in rows:
             if lv.__class__ is not str or rv.__class__ is not str:  # else: their stored texts already
                 lv, rv = encode_bases(lv, rv)
-            extend((integration, module, lid, rid, lv, rv, lh, rh, stamp))
+            append((integration, module, lid, rid, lv, rv, lh, rh, stamp))
         if not out:
             return
         with self.transaction():
-            self._upsert(out)
+            insert_rows(self._db, self._UPSERT, out)
 
     # a row rewritten in place: its two ids are those of the link already there (else it changes nothing)
     _REWRITE = ("UPDATE links SET left_values = ?, right_values = ?, left_hash = ?, right_hash = ?, synced_at = ? "
@@ -315,4 +323,4 @@ class SQLiteStore(SQLStore):
         with self.transaction():
             if self._db.executemany(self._REWRITE, out).rowcount == len(out):
                 return
-            self._upsert([x for r in out for x in (integration, module, r[7], r[8], *r[:5])])
+            insert_rows(self._db, self._UPSERT, [(integration, module, r[7], r[8], *r[:5]) for r in out])

@@ -42,12 +42,12 @@ import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
-from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
 from engine.apps.base import Record
 from engine.state.base import Link
+from engine.state.sqlite import insert_rows
 from engine.sync.mapping import ModuleMapper, other
 from engine.sync.executor import BATCH
 from engine.sync.plan import MatchIndex, Op, PlanInput, fast_constructor, new_link, probe_values
@@ -261,29 +261,6 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
-ROWS_PER_INSERT = 50  # rows per INSERT statement (at most 6 parameters a row: under SQLite's 999)
-_MANY: dict[str, str] = {}
-
-
-def _insert(db: sqlite3.Connection, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
-    """``db.executemany(sql, rows)`` for ``sql`` an ``INSERT ... VALUES (?, ...)`` of one row, as
-    statements of ``ROWS_PER_INSERT`` rows each (one statement per row costs ~1 µs more a row: binding,
-    stepping and resetting it), the rest one by one; rows go in order, taken from ``rows`` as they come."""
-    many = _MANY.get(sql)
-    if many is None:
-        head, _, one = sql.rpartition(" VALUES ")
-        many = _MANY[sql] = f"{head} VALUES " + ", ".join([one] * ROWS_PER_INSERT)
-    it = iter(rows)
-    execute = db.execute
-    while True:
-        chunk = list(islice(it, ROWS_PER_INSERT))
-        if len(chunk) < ROWS_PER_INSERT:
-            if chunk:
-                db.executemany(sql, chunk)
-            return
-        execute(many, list(chain.from_iterable(chunk)))
-
-
 class _DiskSet:
     """A set of ids in the spill file: members added since the last ``flush`` are kept in memory,
     ``prefetch`` asks the file about a page's ids in one query, any other id is asked on its own."""
@@ -327,8 +304,8 @@ class _DiskSet:
             # a million ids or more, whose rows in hash order would land all over the table's pages (and as
             # a list of rows, would double the set's memory)
             code = self.code
-            _insert(self.db, "INSERT OR IGNORE INTO mark (s, id) VALUES (?, ?)",
-                    ((code, i) for i in sorted(self.added)))
+            insert_rows(self.db, "INSERT OR IGNORE INTO mark (s, id) VALUES (?, ?)",
+                        ((code, i) for i in sorted(self.added)))
             self.stored += len(self.added)
         self.added = set()
         self.present = set()
@@ -848,14 +825,14 @@ class Workset:
                     if v:
                         idx_rows.append((k, v, seq, gen))
         if new_rows:
-            _insert(db, f"INSERT INTO rec_{side} (seq, id, gen, changed, body, link) VALUES (?, ?, ?, ?, ?, ?)",
-                    new_rows)
+            insert_rows(db, f"INSERT INTO rec_{side} (seq, id, gen, changed, body, link) VALUES (?, ?, ?, ?, ?, ?)",
+                        new_rows)
         if upd_rows:
             db.executemany(f"UPDATE rec_{side} SET gen = ?, changed = ?, body = ? WHERE seq = ?", upd_rows)
         if link_rows:
             db.executemany(f"UPDATE rec_{side} SET link = ? WHERE seq = ?", link_rows)
         if idx_rows:
-            _insert(db, f"INSERT INTO idx_{side} (k, v, seq, gen) VALUES (?, ?, ?, ?)", idx_rows)
+            insert_rows(db, f"INSERT INTO idx_{side} (k, v, seq, gen) VALUES (?, ?, ?, ?)", idx_rows)
 
     def _index(self, side: str) -> None:
         """Make the side's indexes, once, and settle each id added more than once as ``_disk_add``
