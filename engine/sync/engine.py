@@ -37,7 +37,7 @@ from engine.apps.base import AppClient, ListFilter, Record
 from engine.errors import AppError
 from engine.spec.model import Integration, Module
 from engine.state.base import JournalEntry, Link, RunRecord, StateStore
-from engine.sync.mapping import CONFLICT_SKIPPED, ModuleMapper, other
+from engine.sync.mapping import ALREADY_LINKED, CONFLICT_SKIPPED, ModuleMapper, other
 from engine.sync.plan import TOMBSTONE, Op, PlanInput, plan_changes, plan_deletes, probe_values, right_at_base
 from engine.sync.executor import BATCH, Executor, _Buffer, _now, journal_source_values
 from engine.sync.spill import Workset
@@ -274,6 +274,7 @@ class ModuleRun:
         self.history: dict[str, RunRecord] = {}
         self.first: dict[str, _FirstPage] = {}  # side -> its first change page, read early
         self.started: dict[str, datetime] = {}  # side -> when that read started
+        self.retry_skips: list[Op] = []  # a retry's failures that have nothing to retry (``retry_failures``)
         for side in ("left", "right"):  # whether this run reads a side in parallel (offset pages): see below
             flags = getattr(run.clients[side], "last_read_parallel", None)
             if isinstance(flags, dict):
@@ -494,6 +495,8 @@ class ModuleRun:
         pages = [] if self.ahead is None else self.ahead
         extra = self.retry_failures(lambda ids: list(ids), "left")
         buffer = _Buffer(ex, BATCH * max(self.r.concurrency("left"), self.r.concurrency("right")))
+        if self.retry_skips:
+            _add(buffer, self.retry_skips)
         for page in _chain(pages, [extra] if extra else []):
             page = self.cancellations(page)
             self._seen("left", page)
@@ -623,9 +626,19 @@ class ModuleRun:
         """Records that failed before, re-read (current values) to be planned again; ``missing`` keeps
         the ids not read already."""
         wanted = self.r.retry
-        ids = [f.record_id for f in self.store.list_failures(self.name)
-               if f.module == self.module.name and f.side == side and f.code != CONFLICT_SKIPPED
-               and (not wanted or str(f.id) in wanted or f.record_id in wanted)]
+        fails = [f for f in self.store.list_failures(self.name)
+                 if f.module == self.module.name and f.side == side and f.code != CONFLICT_SKIPPED
+                 and (not wanted or str(f.id) in wanted or f.record_id in wanted)]
+        if fails and not self.m.flows[side]:
+            # a duplicate logged ALREADY_LINKED on a side whose records flow nowhere in this module has
+            # nothing to retry: it is skipped (as a run plans it now) and its failure resolved
+            dups = list(dict.fromkeys(f.record_id for f in fails if f.code == ALREADY_LINKED))
+            self.retry_skips.extend(
+                Op("skip", side, source_id=rid, code=ALREADY_LINKED,
+                   message=f"a duplicate: nothing flows from the {side} in this module, so it is left as it is")
+                for rid in dups)
+            fails = [f for f in fails if f.code != ALREADY_LINKED]
+        ids = [f.record_id for f in fails]
         ids = missing(ids) if ids else ids
         if not ids:
             return []

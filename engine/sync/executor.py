@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from engine.apps.base import WriteResult
 from engine.errors import AppError, AuthError, SyncError
 from engine.state.base import Failure, LinkRow
-from engine.sync.mapping import CONFLICT_SKIPPED, MANDATORY_MISSING, REJECTED_BY_APP, other
+from engine.sync.mapping import ALREADY_LINKED, CONFLICT_SKIPPED, MANDATORY_MISSING, REJECTED_BY_APP, other
 from engine.sync.plan import TOMBSTONE, Op
 from engine.sync.report import OP_TO_COUNT, SAMPLES_PER_KIND, sample_of
 
@@ -302,6 +302,8 @@ def _synced_ids(ops: list[Op], writes: list[Op], results: list[WriteResult], bad
             if op.code != "refresh" and link is not None:  # linked: neither side is failing any more
                 left.append(link.left_id)
                 right.append(link.right_id)
+        elif op.kind == "skip" and op.code == ALREADY_LINKED:  # a duplicate with nothing to sync (a retry of
+            resolved[op.target].append(op.source_id or "")    # a failure logged for it before): not failing
     return resolved
 
 

@@ -379,6 +379,12 @@ def _plan_record(inp: PlanInput, side: str, rec: Record, done: dict[str, set[str
         clink = olinks.get(cid) if olinks is not None else None
         if clink is not None or cid in inp.claimed[osd]:
             owner = (clink.left_id if osd == "right" else clink.right_id) if clink else "another record"
+            if not m.flows[side]:
+                # a duplicate on a side whose records flow nowhere in this module (the target of a
+                # one-way sync): there is nothing of it to sync, so nothing failed and nothing to retry
+                return [Op("skip", side, source_id=rec.id, code=ALREADY_LINKED,
+                           message=f"a duplicate: its match {m.mods[osd]} {cid} is already linked with {owner}; "
+                                   f"nothing flows from the {side} in this module, so it is left as it is")]
             return [Op("fail", side, source_id=rec.id, code=ALREADY_LINKED,
                        message=f"{m.mods[osd]} {cid} is already linked with {owner}")]
         inp.claimed[osd].add(cid)

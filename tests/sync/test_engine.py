@@ -381,3 +381,44 @@ def test_full_resync_rewrites_nothing_and_links_stay(sync, apps, store):
     rep = sync(full=True)
     assert [f.code for f in store.list_failures("desk-bigin")] == ["ALREADY_LINKED"]
     assert len(right.all("Contacts")) == 400
+
+
+def test_a_duplicate_on_the_target_of_a_one_way_sync_is_skipped_not_failed(sync, apps, store):
+    """The target of a one-way sync may hold two records of one person (here: one found by e-mail,
+    one by name). The source record links with the first; the other has nothing to sync, so it is
+    counted as skipped, with why, and never lands in the failure log, where a retry could not help."""
+    left, right = apps
+    module = contacts_module(direction="left-to-right",
+                             match=(MatchKey("email", "Email"), MatchKey("lastName", "Last_Name")))
+    left.put("contacts", desk(1))
+    first = right.put("Contacts", {**bigin(1), "Last_Name": "Other"})  # the same e-mail
+    right.put("Contacts", {**bigin(1), "Email": "someone.else@x.com"})  # the same last name only
+    rep = sync(make_integration(module))
+    assert store.list_failures("desk-bigin") == []
+    assert rep.total("failed") == 0 and rep.total("skipped") == 1
+    assert store.get_link("desk-bigin", "contacts", right_id=first) is not None
+    assert len(right.all("Contacts")) == 2
+    # the same duplicate in a two-way sync would be created on the left as a second person: it fails
+    rep2 = sync(make_integration(contacts_module(
+        match=(MatchKey("email", "Email"), MatchKey("lastName", "Last_Name")))), full=True)
+    assert [f.code for f in store.list_failures("desk-bigin")] == ["ALREADY_LINKED"]
+    assert rep2.total("failed") == 1 and len(left.all("contacts")) == 1
+
+
+def test_a_retry_clears_an_already_linked_failure_of_a_duplicate_on_the_target(sync, apps, store):
+    """A failure logged for such a duplicate (as earlier versions did) goes on its next retry."""
+    from engine.state.base import Failure
+    from engine.sync import retry_failures
+
+    left, right = apps
+    integ = make_integration(contacts_module(direction="left-to-right",
+                                             match=(MatchKey("email", "Email"), MatchKey("lastName", "Last_Name"))))
+    left.put("contacts", desk(1))
+    right.put("Contacts", {**bigin(1), "Last_Name": "Other"})
+    twin = right.put("Contacts", {**bigin(1), "Email": "someone.else@x.com"})
+    sync(integ)
+    store.add_failure(Failure(id=None, integration="desk-bigin", module="contacts", side="right", record_id=twin,
+                              code="ALREADY_LINKED", message="contacts is already linked with another record"))
+    rep = retry_failures(integ, store=store, left=left, right=right)
+    assert store.list_failures("desk-bigin") == []
+    assert rep.total("skipped") == 1 and rep.writes == 0
